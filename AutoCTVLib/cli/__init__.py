@@ -1,0 +1,1 @@
+"""The ``autoctv`` command line: thin wrappers over the library (print and tqdm live here only)."""

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create or refresh the project virtual environment in .venv (idempotent).
+# CPU torch is installed first so that no dependency pulls a multi-GB CUDA build; the package
+# itself is installed editable with its test and optional extras. Re-runs are no-ops unless
+# pyproject.toml changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+TORCH_SPEC=${AUTOCTV_TORCH:-torch==2.13.0}
+stamp="$VENV/.autoctv-env-stamp"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $TORCH_SPEC"
+if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+echo "autoctv: preparing the virtual environment in $VENV (first run takes a few minutes)" >&2
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$TORCH_SPEC"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+  -c <(echo "$TORCH_SPEC") -e ".[test,dicom,completion,plots,cli]"
+echo "$want" > "$stamp"
