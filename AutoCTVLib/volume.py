@@ -157,7 +157,7 @@ class Volume:
     def __post_init__(self) -> None:
         if tuple(self.array.shape) != self.geometry.shape_zyx:
             raise ValueError(
-                f"array shape {self.array.shape} does not match grid shape {self.geometry.shape_zyx}"
+                f"array shape {self.array.shape} does not match grid {self.geometry.shape_zyx}"
             )
 
     def with_array(self, array: np.ndarray) -> Volume:

@@ -3,8 +3,10 @@
 Each sub-command lives in its own module ``AutoCTVLib/cli/<name>_cmd.py`` and exposes
 ``ORDER`` (an int: position in ``autoctv --help``) and ``register(subparsers)``, which adds its
 parser and sets ``handler`` to a function taking the parsed arguments and returning an exit
-code. Modules are discovered, so adding a command touches no other file. User errors (:class:`AutoCTVError`) become one line
-on stderr and a non-zero exit; nothing else is caught, so programming errors keep their traceback.
+code. Modules are discovered, so adding a command touches no other file.
+
+User errors (:class:`AutoCTVError`) become one line on stderr and a non-zero exit; nothing else
+is caught, so programming errors keep their traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from types import ModuleType
 
 from AutoCTVLib import __version__
 from AutoCTVLib.errors import AutoCTVError, CancelledError
-
 
 
 def command_modules() -> list[ModuleType]:
