@@ -9,6 +9,15 @@ PY=${PYTHON:-python3}
 VENV=.venv
 TORCH_SPEC=${AUTOCTV_TORCH:-torch==2.13.0}
 stamp="$VENV/.autoctv-env-stamp"
+
+# dicom3tools' dciodvfy validates the DICOM objects we write (a test runs it). Install it from
+# Debian's packages when we can (root, apt available); without it that test reports a skip.
+if ! command -v dciodvfy >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+  && [ "$(id -u)" = 0 ]; then
+  echo "autoctv: installing dicom3tools (dciodvfy) from Debian's packages" >&2
+  (apt-get update -qq && apt-get install -y -qq dicom3tools >/dev/null) \
+    || echo "autoctv: dicom3tools could not be installed; the dciodvfy test will be skipped" >&2
+fi
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) $TORCH_SPEC"
 if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0

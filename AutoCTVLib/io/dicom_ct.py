@@ -1,0 +1,602 @@
+"""Find, check and load one DICOM CT series (CT Image Storage) from a folder.
+
+Steps, each with its own error a physicist can act on:
+
+1. **Scan.** Every file below the folder (recursively) whose bytes 128–131 read ``DICM`` is read
+   with pydicom, header only. Other files are ignored (DICOM files without the Part 10 preamble
+   are not supported). DICOM files pydicom cannot parse are skipped with a warning.
+2. **Select.** Images are grouped by SeriesInstanceUID; only CT Image Storage counts as CT
+   (localizer images, ImageType ``LOCALIZER``, are dropped with a warning). No CT but other
+   objects (MR, RT Dose, secondary capture, RTSTRUCT, ...) → :class:`NotCTError`; Enhanced
+   (multi-frame) CT is not supported. Several CT series and no ``series_uid`` →
+   :class:`SeriesSelectionError` listing each of them.
+3. **Geometry.** Slices are ordered by the projection of ImagePositionPatient onto the slice
+   normal ``n = row × column`` of ImageOrientationPatient, never by file name or
+   InstanceNumber, and must form one regular grid:
+
+   * at least :data:`MIN_SLICES` slices (three: fewer gives no check that the spacing is
+     regular, and no 3D context for the network);
+   * the same Rows/Columns, ImageOrientationPatient (±1e-4 per cosine) and PixelSpacing
+     (±0.001 mm) on every slice;
+   * no two slices at the same position (closer than 0.01 mm along ``n``);
+   * positions stacked along ``n``: no slice may sit more than a tenth of the smallest pixel
+     spacing off the line through the first slice along ``n`` (gantry tilt or shifted images
+     are rejected; AutoCTV does not resample them);
+   * uniform steps along ``n``: every slice within ``max(0.01 mm, 1 % of the step)`` of its
+     place on the regular grid. A step that is a whole multiple of the common step is
+     reported as missing slices, with their positions.
+4. **Load.** A memory estimate (voxels × 4 bytes for float32) is checked against the budget
+   before any pixel data is read; then each file is read once and RescaleSlope /
+   RescaleIntercept are applied per slice, giving float32 Hounsfield units.
+
+The grid: origin = ImagePositionPatient of the first slice in that order; direction columns =
+row direction (i), column direction (j) and ``n`` (k); spacing = (column spacing, row spacing,
+slice step), i.e. (PixelSpacing[1], PixelSpacing[0], step) in mm.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, CTImageStorage
+
+from AutoCTVLib.errors import (
+    GeometryError,
+    InputError,
+    MemoryBudgetError,
+    NotCTError,
+    SeriesSelectionError,
+)
+from AutoCTVLib.io.identity import SeriesIdentity, SliceRef
+from AutoCTVLib.volume import Geometry, Volume
+
+logger = logging.getLogger(__name__)
+
+MIN_SLICES = 3
+"""Fewest slices a CT series may have."""
+ORIENTATION_TOLERANCE = 1e-4
+"""Largest difference of any ImageOrientationPatient cosine between slices."""
+PIXEL_SPACING_TOLERANCE_MM = 1e-3
+"""Largest PixelSpacing difference between slices (mm)."""
+DUPLICATE_TOLERANCE_MM = 0.01
+"""Two slices closer than this along the normal are duplicates (mm)."""
+SPACING_TOLERANCE_MM = 0.01
+SPACING_TOLERANCE_FRACTION = 0.01
+"""A slice may sit ``max(0.01 mm, 1 % of the step)`` off its place on the regular grid."""
+IN_PLANE_TOLERANCE_PIXELS = 0.1
+"""A slice may sit this many (smallest) pixel spacings off the stacking line (tilt check)."""
+
+ENHANCED_CT_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image Storage",
+    "1.2.840.10008.5.1.4.1.1.2.2": "Legacy Converted Enhanced CT Image Storage",
+}
+_MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
+_MAX_LISTED = 10
+
+
+@dataclass(frozen=True)
+class DicomHeader:
+    """One DICOM file's header (no pixel data) and where it lies."""
+
+    path: Path
+    dataset: Dataset
+
+    @property
+    def sop_class_uid(self) -> str:
+        return str(self.dataset.get("SOPClassUID", ""))
+
+    @property
+    def sop_instance_uid(self) -> str:
+        return str(self.dataset.get("SOPInstanceUID", ""))
+
+    @property
+    def series_uid(self) -> str:
+        return str(self.dataset.get("SeriesInstanceUID", ""))
+
+    @property
+    def modality(self) -> str:
+        return str(self.dataset.get("Modality", "") or "")
+
+    @property
+    def is_localizer(self) -> bool:
+        image_type = self.dataset.get("ImageType") or []
+        values = [image_type] if isinstance(image_type, str) else list(image_type)
+        return "LOCALIZER" in [str(value).upper() for value in values]
+
+
+@dataclass(frozen=True)
+class DicomScan:
+    """What a scan of files found: DICOM headers, plus counts of what was skipped."""
+
+    source: Path
+    headers: tuple[DicomHeader, ...]
+    non_dicom_files: int
+    unreadable_files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SortedSeries:
+    """The slices of one CT series in k order and the grid they span."""
+
+    headers: tuple[DicomHeader, ...]
+    geometry: Geometry
+
+
+def read_dicom_ct(
+    path: str | os.PathLike[str],
+    *,
+    series_uid: str | None,
+    memory_budget_bytes: int,
+) -> tuple[Volume, SeriesIdentity, tuple[str, ...]]:
+    """Read one CT series from a folder (searched recursively) or a single DICOM file.
+
+    Returns:
+        ``(volume, identity, warnings)``: the float32 HU volume (z, y, x) on its LPS grid, the
+        series identity (slices in k order) and human-readable warnings.
+
+    Raises:
+        InputError, NotCTError, SeriesSelectionError, GeometryError, MemoryBudgetError: see the
+        module docstring.
+    """
+    source = Path(path)
+    single_file = source.is_file()
+    scan = scan_dicom_files(source)
+    warnings = list(_scan_warnings(scan))
+    chosen, selection_warnings = select_ct_series(scan, series_uid)
+    warnings.extend(selection_warnings)
+    hint = (
+        "; give the folder that holds the whole series, not one of its files" if single_file else ""
+    )
+    series = sort_and_check_slices(chosen, hint=hint)
+    check_memory_budget(series.geometry.shape_zyx, memory_budget_bytes, str(source))
+    ct_hu = load_hounsfield(series)
+    identity = series_identity(series, source)
+    logger.debug("read CT series %s: %s", identity.series_instance_uid, series.geometry.describe())
+    return Volume(ct_hu, series.geometry), identity, tuple(warnings)
+
+
+# --- scanning -----------------------------------------------------------------------------------
+
+
+def is_dicom_file(path: Path) -> bool:
+    """True when the file carries the DICOM Part 10 signature ``DICM`` at byte 128."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _files_below(folder: Path) -> Iterable[Path]:
+    for root, directories, files in os.walk(folder):
+        directories.sort()
+        for name in sorted(files):
+            yield Path(root) / name
+
+
+def scan_dicom_files(source: Path) -> DicomScan:
+    """Read the header of every DICOM file at ``source`` (a file, or a folder recursively)."""
+    if source.is_file():
+        if not is_dicom_file(source):
+            raise InputError(
+                f"{source} is not a DICOM file (no DICM signature); give a DICOM folder or a "
+                "NIfTI/NRRD/MHA file"
+            )
+        candidates: Iterable[Path] = [source]
+    elif source.is_dir():
+        candidates = _files_below(source)
+    else:
+        raise InputError(f"{source} does not exist")
+    headers: list[DicomHeader] = []
+    non_dicom = 0
+    unreadable: list[str] = []
+    for candidate in candidates:
+        if not is_dicom_file(candidate):
+            non_dicom += 1
+            continue
+        try:
+            dataset = pydicom.dcmread(candidate, stop_before_pixels=True)
+        except Exception as error:  # any parse failure means "not usable", never a crash
+            logger.debug("cannot parse %s: %s", candidate, error)
+            unreadable.append(str(candidate))
+            continue
+        if not dataset.get("SOPClassUID"):  # pydicom parses truncated files leniently
+            unreadable.append(str(candidate))
+            continue
+        headers.append(DicomHeader(candidate, dataset))
+    return DicomScan(source, tuple(headers), non_dicom, tuple(unreadable))
+
+
+def _scan_warnings(scan: DicomScan) -> Iterable[str]:
+    if scan.unreadable_files:
+        listed = ", ".join(Path(name).name for name in scan.unreadable_files[:_MAX_LISTED])
+        yield f"skipped {len(scan.unreadable_files)} unreadable DICOM file(s): {listed}"
+    if scan.non_dicom_files:
+        logger.debug("ignored %d non-DICOM files in %s", scan.non_dicom_files, scan.source)
+
+
+# --- series selection -----------------------------------------------------------------------------
+
+
+def _class_name(sop_class_uid: str) -> str:
+    if sop_class_uid in ENHANCED_CT_CLASSES:
+        return ENHANCED_CT_CLASSES[sop_class_uid]
+    name = UID(sop_class_uid).name if sop_class_uid else ""
+    return name or sop_class_uid or "unknown SOP class"
+
+
+def _describe_objects(headers: Sequence[DicomHeader]) -> str:
+    """'MR Image Storage (modality MR, 1 series, 3 files); ...' for error messages."""
+    groups: dict[tuple[str, str], list[DicomHeader]] = defaultdict(list)
+    for header in headers:
+        groups[(_class_name(header.sop_class_uid), header.modality or "?")].append(header)
+    parts = []
+    for (class_name, modality), members in sorted(groups.items()):
+        series_count = len({member.series_uid for member in members})
+        parts.append(
+            f"{class_name} (modality {modality}, {series_count} series, {len(members)} file(s))"
+        )
+    return "; ".join(parts)
+
+
+def _describe_series(uid: str, headers: Sequence[DicomHeader]) -> str:
+    description = str(headers[0].dataset.get("SeriesDescription", "") or "").strip()
+    label = f'"{description}"' if description else "no description"
+    return f"{uid} ({label}, {len(headers)} slices)"
+
+
+def select_ct_series(
+    scan: DicomScan, series_uid: str | None
+) -> tuple[list[DicomHeader], tuple[str, ...]]:
+    """The headers of the one CT series to read, and warnings about what was left out."""
+    headers = [h for h in scan.headers if h.sop_class_uid != _MEDIA_DIRECTORY]
+    if not headers and scan.unreadable_files:
+        raise InputError(
+            f"none of the {len(scan.unreadable_files)} DICOM file(s) in {scan.source} could be "
+            "read; they may be truncated or damaged"
+        )
+    if not headers:
+        raise InputError(
+            f"no DICOM files found in {scan.source}; to read a NIfTI, NRRD or MHA file give "
+            "the file itself"
+        )
+    warnings: list[str] = []
+    ct_series: dict[str, list[DicomHeader]] = defaultdict(list)
+    localizers = 0
+    for header in headers:
+        if header.sop_class_uid != CTImageStorage:
+            continue
+        if header.is_localizer:
+            localizers += 1
+            continue
+        ct_series[header.series_uid].append(header)
+    if localizers:
+        warnings.append(f"ignored {localizers} CT localizer (scout) image(s)")
+    enhanced = [h for h in headers if h.sop_class_uid in ENHANCED_CT_CLASSES]
+
+    if series_uid is not None:
+        if series_uid in ct_series:
+            return _unique_instances(ct_series[series_uid], warnings), tuple(warnings)
+        others = [h for h in headers if h.series_uid == series_uid]
+        if others:
+            raise NotCTError(
+                f"series {series_uid} is not a CT image series (not a CT): it holds "
+                f"{_describe_objects(others)}"
+            )
+        available = "; ".join(_describe_series(uid, hs) for uid, hs in sorted(ct_series.items()))
+        raise SeriesSelectionError(
+            f"series {series_uid} was not found in {scan.source}; CT series there: "
+            f"{available or 'none'}"
+        )
+
+    if not ct_series:
+        if localizers:
+            raise GeometryError(
+                f"{scan.source} holds only CT localizer (scout) images, no CT volume series"
+            )
+        if enhanced:
+            raise InputError(
+                f"{scan.source} holds {_class_name(enhanced[0].sop_class_uid)} (multi-frame), "
+                "which is not supported; export the CT as classic single-frame CT Image Storage"
+            )
+        if scan.source.is_file():
+            raise NotCTError(
+                f"{scan.source.name} is not a CT image: it is "
+                f"{_class_name(headers[0].sop_class_uid)} (modality {headers[0].modality or '?'}); "
+                "AutoCTV needs a CT Image Storage series"
+            )
+        raise NotCTError(
+            f"{scan.source} holds no CT image series (not a CT): found "
+            f"{_describe_objects(headers)}; AutoCTV needs a CT Image Storage series"
+        )
+    if enhanced:
+        warnings.append(f"ignored {len(enhanced)} Enhanced CT object(s), which are not supported")
+    if len(ct_series) > 1:
+        listed = "; ".join(_describe_series(uid, hs) for uid, hs in sorted(ct_series.items()))
+        raise SeriesSelectionError(
+            f"{scan.source} holds {len(ct_series)} CT series; choose one by its series UID: "
+            f"{listed}"
+        )
+    (only,) = ct_series.values()
+    return _unique_instances(only, warnings), tuple(warnings)
+
+
+def _unique_instances(headers: list[DicomHeader], warnings: list[str]) -> list[DicomHeader]:
+    """Drop repeated copies of the same SOP instance (the same image stored twice)."""
+    seen: dict[str, DicomHeader] = {}
+    for header in headers:
+        seen.setdefault(header.sop_instance_uid, header)
+    if len(seen) < len(headers):
+        warnings.append(f"ignored {len(headers) - len(seen)} duplicate copies of CT images")
+    return list(seen.values())
+
+
+# --- geometry -------------------------------------------------------------------------------------
+
+
+def _required(header: DicomHeader, keyword: str) -> Any:
+    value = header.dataset.get(keyword)
+    if value is None or value == "":
+        raise GeometryError(
+            f"CT image {header.path.name} lacks {keyword}; the slice geometry cannot be known"
+        )
+    return value
+
+
+def _floats(header: DicomHeader, keyword: str, count: int) -> np.ndarray:
+    value = _required(header, keyword)
+    try:
+        numbers = np.asarray([float(v) for v in value], dtype=float)
+    except (TypeError, ValueError) as error:
+        raise GeometryError(f"CT image {header.path.name} has an unreadable {keyword}") from error
+    if numbers.shape != (count,) or not np.all(np.isfinite(numbers)):
+        raise GeometryError(f"CT image {header.path.name} has an invalid {keyword}: {value}")
+    return numbers
+
+
+def _spacing_tolerance(step_mm: float) -> float:
+    return max(SPACING_TOLERANCE_MM, SPACING_TOLERANCE_FRACTION * abs(step_mm))
+
+
+def _orthonormal_axes(orientation: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    row, column = orientation[:3], orientation[3:]
+    if (
+        abs(np.linalg.norm(row) - 1) > 1e-3
+        or abs(np.linalg.norm(column) - 1) > 1e-3
+        or abs(float(row @ column)) > 1e-3
+    ):
+        raise GeometryError(
+            f"ImageOrientationPatient of {name} is not two perpendicular unit vectors: "
+            f"{np.round(orientation, 6).tolist()}"
+        )
+    row = row / np.linalg.norm(row)
+    column = column - (column @ row) * row
+    return row, column / np.linalg.norm(column)
+
+
+def sort_and_check_slices(headers: Sequence[DicomHeader], *, hint: str = "") -> SortedSeries:
+    """Order a CT series' slices along the normal and check they form one regular grid."""
+    if len(headers) < MIN_SLICES:
+        raise GeometryError(
+            f"too few slices: the CT series has {len(headers)} slice(s), at least {MIN_SLICES} "
+            f"are needed{hint}"
+        )
+    first = headers[0]
+    rows, columns = int(_required(first, "Rows")), int(_required(first, "Columns"))
+    orientation = _floats(first, "ImageOrientationPatient", 6)
+    pixel_spacing = _floats(first, "PixelSpacing", 2)
+    for header in headers[1:]:
+        if (int(_required(header, "Rows")), int(_required(header, "Columns"))) != (rows, columns):
+            raise GeometryError(
+                f"slices differ in size: {first.path.name} is {columns}×{rows} pixels but "
+                f"{header.path.name} is {header.dataset.Columns}×{header.dataset.Rows}"
+            )
+        other = _floats(header, "ImageOrientationPatient", 6)
+        if np.max(np.abs(other - orientation)) > ORIENTATION_TOLERANCE:
+            raise GeometryError(
+                "slices do not share one orientation (ImageOrientationPatient differs between "
+                f"{first.path.name} and {header.path.name})"
+            )
+        other_spacing = _floats(header, "PixelSpacing", 2)
+        if np.max(np.abs(other_spacing - pixel_spacing)) > PIXEL_SPACING_TOLERANCE_MM:
+            raise GeometryError(
+                f"slices differ in pixel spacing: {pixel_spacing.tolist()} mm in "
+                f"{first.path.name}, {other_spacing.tolist()} mm in {header.path.name}"
+            )
+    if min(pixel_spacing) <= 0:
+        raise GeometryError(f"PixelSpacing must be positive, got {pixel_spacing.tolist()} mm")
+    row_axis, column_axis = _orthonormal_axes(orientation, first.path.name)
+    normal = np.cross(row_axis, column_axis)
+
+    positions = np.stack([_floats(h, "ImagePositionPatient", 3) for h in headers])
+    along = positions @ normal
+    order = np.argsort(along, kind="stable")
+    ordered = [headers[i] for i in order]
+    positions, along = positions[order], along[order]
+
+    _check_duplicates(ordered, along)
+    _check_stacking(positions, normal, float(min(pixel_spacing)), along)
+    step = _check_uniform_steps(along)
+
+    geometry = Geometry(
+        shape_zyx=(len(ordered), rows, columns),
+        spacing_xyz_mm=(float(pixel_spacing[1]), float(pixel_spacing[0]), step),
+        origin_xyz_mm=tuple(positions[0]),
+        direction=tuple(np.column_stack([row_axis, column_axis, normal]).ravel()),
+    )
+    return SortedSeries(tuple(ordered), geometry)
+
+
+def _check_duplicates(ordered: Sequence[DicomHeader], along: np.ndarray) -> None:
+    steps = np.diff(along)
+    duplicates = np.flatnonzero(steps < DUPLICATE_TOLERANCE_MM)
+    if duplicates.size:
+        k = int(duplicates[0])
+        raise GeometryError(
+            f"two different CT images lie at the same position ({along[k]:.3f} mm along the "
+            f"slice normal): {ordered[k].path.name} and {ordered[k + 1].path.name}; "
+            f"{duplicates.size} duplicate position(s) in all"
+        )
+
+
+def _check_stacking(
+    positions: np.ndarray, normal: np.ndarray, pixel_spacing_mm: float, along: np.ndarray
+) -> None:
+    offsets = positions - positions[0]
+    in_plane = offsets - np.outer(offsets @ normal, normal)
+    drift_mm = np.linalg.norm(in_plane, axis=1)
+    if float(drift_mm.max()) > IN_PLANE_TOLERANCE_PIXELS * pixel_spacing_mm:
+        tilt_deg = float(np.degrees(np.arctan2(drift_mm[-1], along[-1] - along[0])))
+        raise GeometryError(
+            "the slices are not stacked along their normal (gantry tilt of about "
+            f"{tilt_deg:.1f}°, or shifted images; largest offset {drift_mm.max():.2f} mm): "
+            "tilted series are rejected because AutoCTV does not resample them"
+        )
+
+
+def _common_step(steps: np.ndarray) -> float:
+    """The most frequent slice step (within tolerance); ties go to the smaller step."""
+    tolerance = np.maximum(SPACING_TOLERANCE_MM, SPACING_TOLERANCE_FRACTION * steps)
+    close = np.abs(steps[None, :] - steps[:, None]) <= tolerance[:, None]
+    counts = close.sum(axis=1)
+    best = max(range(steps.size), key=lambda i: (counts[i], -steps[i]))
+    return float(np.median(steps[close[best]]))
+
+
+def _check_uniform_steps(along: np.ndarray) -> float:
+    """The regular slice step (mm); raises on missing slices or non-uniform spacing."""
+    steps = np.diff(along)
+    common = _common_step(steps)
+    tolerance = _spacing_tolerance(common)
+    missing: list[float] = []
+    irregular = False
+    for k, step in enumerate(steps):
+        multiple = round(step / common)
+        if multiple <= 1:
+            irregular |= abs(step - common) > tolerance
+        elif abs(step - multiple * common) <= tolerance * multiple:
+            missing.extend(along[k] + common * np.arange(1, multiple))
+        else:
+            irregular = True
+    if missing:
+        listed = ", ".join(f"{value:.2f}" for value in missing[:_MAX_LISTED])
+        more = f" and {len(missing) - _MAX_LISTED} more" if len(missing) > _MAX_LISTED else ""
+        raise GeometryError(
+            f"missing slices: the series has gaps where {len(missing)} slice(s) of its "
+            f"{common:.3g} mm spacing should be, at {listed}{more} mm along the slice normal"
+        )
+    regular = (along[-1] - along[0]) / (along.size - 1)
+    deviation = np.abs(along - (along[0] + regular * np.arange(along.size)))
+    if irregular or float(deviation.max()) > _spacing_tolerance(regular):
+        raise GeometryError(
+            f"slice spacing is not uniform: steps between neighbouring slices range from "
+            f"{steps.min():.3f} to {steps.max():.3f} mm (allowed ±{tolerance:.3f} mm); "
+            "AutoCTV does not resample irregular series"
+        )
+    return float(regular)
+
+
+# --- memory and pixels ----------------------------------------------------------------------------
+
+
+def check_memory_budget(shape_zyx: Sequence[int], budget_bytes: int, source: str) -> None:
+    """Raise :class:`MemoryBudgetError` when a float32 ``shape_zyx`` volume exceeds the budget."""
+    needed = int(np.prod([int(n) for n in shape_zyx], dtype=np.int64)) * 4
+    if needed > budget_bytes:
+        z, y, x = (int(n) for n in shape_zyx)
+        raise MemoryBudgetError(
+            f"the CT {source} needs {needed / 2**20:.1f} MiB ({x}×{y}×{z} voxels as float32), "
+            f"more than the memory budget of {budget_bytes / 2**20:.1f} MiB; raise the budget "
+            "or crop the series"
+        )
+
+
+def load_hounsfield(series: SortedSeries) -> np.ndarray:
+    """Pixel data of every slice in k order as float32 HU (z, y, x), read once per file."""
+    shape = series.geometry.shape_zyx
+    ct_hu = np.empty(shape, dtype=np.float32)
+    for k, header in enumerate(series.headers):
+        dataset: Dataset | None = None
+        try:
+            dataset = pydicom.dcmread(header.path)
+            stored = dataset.pixel_array
+        except Exception as error:  # decoding failures depend on the transfer syntax
+            meta = getattr(dataset, "file_meta", None)
+            syntax = str(meta.get("TransferSyntaxUID", "?")) if meta is not None else "?"
+            raise InputError(
+                f"cannot read the pixel data of {header.path.name} (transfer syntax "
+                f"{_class_name(syntax)}): {error}"
+            ) from error
+        if stored.shape != shape[1:]:
+            raise GeometryError(
+                f"pixel data of {header.path.name} has shape {stored.shape}, expected "
+                f"{shape[1]}×{shape[2]} (Rows×Columns)"
+            )
+        slope = float(dataset.get("RescaleSlope", 1) or 1)
+        intercept = float(dataset.get("RescaleIntercept", 0) or 0)
+        if not (np.isfinite(slope) and np.isfinite(intercept)):
+            raise InputError(f"{header.path.name} has an invalid RescaleSlope/RescaleIntercept")
+        if slope == 1.0:
+            ct_hu[k] = stored
+            if intercept:
+                ct_hu[k] += np.float32(intercept)
+        else:
+            ct_hu[k] = stored * slope + intercept
+    return ct_hu
+
+
+def series_identity(series: SortedSeries, source: Path) -> SeriesIdentity:
+    """Patient, study, series and frame-of-reference identity, slices in k order."""
+    first = series.headers[0].dataset
+    frames = {str(h.dataset.get("FrameOfReferenceUID", "") or "") for h in series.headers}
+    if len(frames) > 1:
+        raise InputError(
+            f"the slices of CT series {first.get('SeriesInstanceUID', '?')} belong to "
+            f"{len(frames)} different frames of reference (FrameOfReferenceUID)"
+        )
+
+    def text(keyword: str) -> str:
+        return str(first.get(keyword, "") or "")
+
+    try:
+        series_number = int(first.get("SeriesNumber") or 0)
+    except (TypeError, ValueError):
+        series_number = 0
+    slices = tuple(
+        SliceRef(
+            sop_class_uid=header.sop_class_uid,
+            sop_instance_uid=header.sop_instance_uid,
+            position_lps_mm=tuple(float(v) for v in header.dataset.ImagePositionPatient),
+        )
+        for header in series.headers
+    )
+    return SeriesIdentity(
+        patient_id=text("PatientID"),
+        patient_name=text("PatientName"),
+        patient_sex=text("PatientSex"),
+        patient_birth_date=text("PatientBirthDate"),
+        study_instance_uid=text("StudyInstanceUID"),
+        study_id=text("StudyID"),
+        study_date=text("StudyDate"),
+        study_time=text("StudyTime"),
+        accession_number=text("AccessionNumber"),
+        referring_physician_name=text("ReferringPhysicianName"),
+        study_description=text("StudyDescription"),
+        series_instance_uid=text("SeriesInstanceUID"),
+        series_number=series_number,
+        series_description=text("SeriesDescription"),
+        frame_of_reference_uid=text("FrameOfReferenceUID"),
+        modality=text("Modality") or "CT",
+        slices=slices,
+        source=str(source),
+    )
