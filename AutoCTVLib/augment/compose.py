@@ -1,0 +1,51 @@
+"""Apply transforms in sequence, and the thesis' augmentation set."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from AutoCTVLib.augment.base import RandomTransform
+from AutoCTVLib.augment.flip import RandomFlip
+from AutoCTVLib.augment.noise import RandomGaussianNoise
+from AutoCTVLib.augment.rotation import RandomRotation
+from AutoCTVLib.augment.sample import Sample
+from AutoCTVLib.augment.translation import RandomTranslation
+
+
+class Compose:
+    """Run ``transforms`` in order, all drawing from the one generator passed in."""
+
+    def __init__(self, transforms: Sequence[RandomTransform]) -> None:
+        transforms = list(transforms)
+        for transform in transforms:
+            if not callable(transform):
+                raise ValueError(f"{transform!r} is not a transform")
+        self.transforms = transforms
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError("pass a numpy.random.Generator (np.random.default_rng(seed))")
+        for transform in self.transforms:
+            sample = transform(sample, rng)
+        return sample
+
+
+def thesis_augmentation(
+    *,
+    spacing_xyz_mm: Sequence[float] | None = None,
+    max_angle_deg: float = 10.0,
+    max_shift_voxels: int = 8,
+    noise_variance: float = 0.001,
+) -> Compose:
+    """Rotation ≤ 10° (about z, y and x), flips on each axis (p 0.5 each), translation ≤ 8
+    voxels, then Gaussian noise of variance 0.001: the thesis' training augmentation."""
+    return Compose(
+        [
+            RandomRotation(max_angle_deg=max_angle_deg, spacing_xyz_mm=spacing_xyz_mm),
+            RandomFlip(p=0.5),
+            RandomTranslation(max_voxels=max_shift_voxels),
+            RandomGaussianNoise(variance=noise_variance),
+        ]
+    )

@@ -1,0 +1,1 @@
+"""Training: losses, trainer and data loading for the segmentation networks."""
