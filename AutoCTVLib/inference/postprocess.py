@@ -1,0 +1,174 @@
+"""Clean-up of a predicted CTV mask: drop small islands, fill holes.
+
+Masks are boolean arrays indexed (z, y, x). Volumes are in millilitres (cm³) from the voxel
+spacing. Connectivity counts which neighbours join two voxels into one component: 6 (faces),
+18 (faces and edges) or 26 (faces, edges and corners, the default: a CTV touching itself
+diagonally between slices is one structure).
+
+Hole filling: "3d" fills background regions not connected to the volume's border in 3D;
+"slice" fills, on every axial slice k, background regions enclosed within that slice (what a
+contour drawn per slice, as in RTSTRUCT, would enclose); "both" applies the two; "none" keeps
+holes. The settings are a :class:`PostprocessConfig`, recorded in provenance with ``to_dict``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from AutoCTVLib.volume import Geometry
+
+logger = logging.getLogger(__name__)
+
+FILL_MODES = ("none", "3d", "slice", "both")
+_CONNECTIVITY_RANK = {6: 1, 18: 2, 26: 3}
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """How a predicted mask is cleaned (applied by :func:`postprocess_mask`).
+
+    Attributes:
+        min_component_ml: components smaller than this (mL) are removed; 0 keeps all.
+        keep_largest: keep only this many largest components (``None``: no limit).
+        fill_holes: one of ``FILL_MODES``.
+        connectivity: 6, 18 or 26.
+    """
+
+    min_component_ml: float = 0.0
+    keep_largest: int | None = None
+    fill_holes: str = "3d"
+    connectivity: int = 26
+
+    def __post_init__(self) -> None:
+        if not self.min_component_ml >= 0:
+            raise ValueError(f"min_component_ml must be >= 0, got {self.min_component_ml}")
+        if self.keep_largest is not None and (
+            isinstance(self.keep_largest, bool) or self.keep_largest < 1
+        ):
+            raise ValueError(f"keep_largest must be None or >= 1, got {self.keep_largest}")
+        if self.fill_holes not in FILL_MODES:
+            raise ValueError(f"fill_holes must be one of {FILL_MODES}, got {self.fill_holes!r}")
+        if self.connectivity not in _CONNECTIVITY_RANK:
+            raise ValueError(f"connectivity must be 6, 18 or 26, got {self.connectivity}")
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-friendly settings for provenance."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> PostprocessConfig:
+        """Rebuild from :meth:`to_dict` output (unknown keys are an error)."""
+        return cls(**data)  # type: ignore[arg-type]
+
+
+def postprocess_mask(
+    mask: np.ndarray, spacing: Geometry | Sequence[float], config: PostprocessConfig
+) -> np.ndarray:
+    """Apply ``config`` to ``mask`` (bool, z, y, x): remove components, then fill holes."""
+    cleaned = keep_components(
+        mask,
+        spacing,
+        min_volume_ml=config.min_component_ml,
+        keep_largest=config.keep_largest,
+        connectivity=config.connectivity,
+    )
+    return fill_holes(cleaned, mode=config.fill_holes)
+
+
+def keep_components(
+    mask: np.ndarray,
+    spacing: Geometry | Sequence[float],
+    *,
+    min_volume_ml: float = 0.0,
+    keep_largest: int | None = None,
+    connectivity: int = 26,
+) -> np.ndarray:
+    """Connected components of ``mask`` that are at least ``min_volume_ml`` large, and at most
+    the ``keep_largest`` largest of those (ties broken by label order).
+
+    Args:
+        mask: boolean (or 0/1) array (z, y, x).
+        spacing: a :class:`Geometry` or voxel size (x, y, z) in mm.
+        min_volume_ml: smallest component kept, in mL.
+        keep_largest: how many of the largest components to keep; ``None`` keeps all.
+        connectivity: 6, 18 or 26.
+
+    Returns:
+        A new boolean array (z, y, x).
+    """
+    binary = _as_mask(mask)
+    if keep_largest is not None and (isinstance(keep_largest, bool) or keep_largest < 1):
+        raise ValueError(f"keep_largest must be None or >= 1, got {keep_largest}")
+    if min_volume_ml < 0:
+        raise ValueError(f"min_volume_ml must be >= 0, got {min_volume_ml}")
+    voxel_ml = _voxel_volume_ml(spacing)
+    labels, count = ndimage.label(binary, structure=_structure(connectivity))
+    if count == 0:
+        return binary.copy()
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    volumes_ml = sizes * voxel_ml
+    keep = volumes_ml >= min_volume_ml - 1e-12
+    if keep_largest is not None:
+        order = np.argsort(-sizes, kind="stable")
+        ranked = np.zeros(count, dtype=bool)
+        ranked[order[:keep_largest]] = True
+        keep &= ranked
+    logger.debug(
+        "components: %d found, %d kept (min %.3g mL, largest %s)",
+        count,
+        int(keep.sum()),
+        min_volume_ml,
+        keep_largest,
+    )
+    lookup = np.concatenate([[False], keep])
+    return lookup[labels]
+
+
+def fill_holes(mask: np.ndarray, mode: str = "3d") -> np.ndarray:
+    """Fill holes of ``mask`` (bool, z, y, x) in 3D, per axial slice, both, or not at all."""
+    if mode not in FILL_MODES:
+        raise ValueError(f"fill mode must be one of {FILL_MODES}, got {mode!r}")
+    filled = _as_mask(mask).copy()
+    if mode in ("3d", "both"):
+        filled = ndimage.binary_fill_holes(filled)
+    if mode in ("slice", "both"):
+        for k in range(filled.shape[0]):
+            if filled[k].any():
+                filled[k] = ndimage.binary_fill_holes(filled[k])
+    return filled
+
+
+def component_volumes_ml(
+    mask: np.ndarray, spacing: Geometry | Sequence[float], connectivity: int = 26
+) -> list[float]:
+    """Volumes (mL) of the connected components of ``mask``, largest first."""
+    labels, count = ndimage.label(_as_mask(mask), structure=_structure(connectivity))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    return sorted((float(s) * _voxel_volume_ml(spacing) for s in sizes), reverse=True)
+
+
+def _structure(connectivity: int) -> np.ndarray:
+    if connectivity not in _CONNECTIVITY_RANK:
+        raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
+    return ndimage.generate_binary_structure(3, _CONNECTIVITY_RANK[connectivity])
+
+
+def _as_mask(mask: np.ndarray) -> np.ndarray:
+    array = np.asarray(mask)
+    if array.ndim != 3:
+        raise ValueError(f"mask must be 3D (z, y, x), got shape {array.shape}")
+    return array.astype(bool)
+
+
+def _voxel_volume_ml(spacing: Geometry | Sequence[float]) -> float:
+    if isinstance(spacing, Geometry):
+        return spacing.voxel_volume_ml
+    values = tuple(float(s) for s in spacing)
+    if len(values) != 3 or min(values) <= 0:
+        raise ValueError(f"spacing must be three positive numbers (x, y, z) in mm, got {spacing}")
+    return float(np.prod(values)) / 1000.0
