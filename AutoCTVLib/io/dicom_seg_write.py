@@ -37,6 +37,7 @@ from AutoCTVLib import __version__
 from AutoCTVLib.errors import InputError, OutputError
 from AutoCTVLib.io.atomic import atomic_path
 from AutoCTVLib.io.identity import SeriesIdentity
+from AutoCTVLib.terminology import CTV_TYPE, RT_TARGET_CATEGORY, CodedConcept
 
 if TYPE_CHECKING:
     from highdicom.sr import CodedConcept
@@ -45,21 +46,6 @@ logger = logging.getLogger(__name__)
 
 _CONTENT_LABEL_MAX = 16  # DICOM CS
 _LO_MAX = 64  # DICOM LO
-
-
-@dataclass(frozen=True)
-class SegmentCode:
-    """A coded concept: code value, coding scheme designator and code meaning."""
-
-    value: str
-    scheme: str
-    meaning: str
-
-
-#: DICOM CID 9580 "RT Segmentation Property Category": RT Target.
-RT_TARGET_CATEGORY = SegmentCode("130041", "DCM", "RT Target")
-#: DICOM CID 9534 "Radiotherapy Target": CTV (SNOMED CT 228792002, clinical target volume).
-CTV_TYPE = SegmentCode("228792002", "SCT", "CTV")
 
 
 @dataclass(frozen=True)
@@ -96,8 +82,8 @@ def write_dicom_seg(
     content_description: str | None = None,
     algorithm_parameters: Mapping[str, object] | None = None,
     color_rgb: tuple[int, int, int] = (255, 128, 0),
-    category: SegmentCode = RT_TARGET_CATEGORY,
-    segment_type: SegmentCode = CTV_TYPE,
+    category: CodedConcept = RT_TARGET_CATEGORY,
+    segment_type: CodedConcept = CTV_TYPE,
     series_number: int = 901,
     uid_seed: str | None = None,
     overwrite: bool = True,
@@ -266,7 +252,7 @@ def _check_mask(mask_zyx: np.ndarray, datasets: Sequence[Dataset]) -> np.ndarray
     return mask.astype(bool)
 
 
-def _code(code: SegmentCode) -> CodedConcept:
+def _code(code: CodedConcept) -> CodedConcept:
     from highdicom.sr import CodedConcept
 
     return CodedConcept(value=code.value, scheme_designator=code.scheme, meaning=code.meaning)

@@ -40,6 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from AutoCTVLib import terminology
 from AutoCTVLib.errors import OutputError
 from AutoCTVLib.io.atomic import atomic_path
 from AutoCTVLib.volume import Geometry
@@ -106,11 +107,18 @@ class Terminology:
         return "~".join(parts)
 
 
-#: DICOM CID 9580 "RT Target" category.
-RT_TARGET_CATEGORY = Code("DCM", "130041", "RT Target")
+#: DICOM CID 9580 "RT Target" category (see :mod:`AutoCTVLib.terminology`).
+RT_TARGET_CATEGORY = Code(
+    terminology.RT_TARGET_CATEGORY.scheme,
+    terminology.RT_TARGET_CATEGORY.value,
+    terminology.RT_TARGET_CATEGORY.meaning,
+)
 #: The clinical target volume: DICOM CID 9534 type under the RT Target category.
 CTV_TERMINOLOGY = Terminology(
-    category=RT_TARGET_CATEGORY, type=Code("SCT", "228792002", "Clinical Target Volume")
+    category=RT_TARGET_CATEGORY,
+    type=Code(
+        terminology.CTV_TYPE.scheme, terminology.CTV_TYPE.value, terminology.CTV_TYPE.meaning
+    ),
 )
 
 

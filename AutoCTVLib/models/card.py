@@ -10,7 +10,7 @@ A model is two files side by side: ``<name>.safetensors`` (the weights) and ``<n
       "preprocessing": {"spacing_xyz_mm": [2, 2, 3], "hu_window": [-1000, 1600], ...},
       "input_channels": ["ct"], "intensity_scaling": "hu_window_linear_0_1",
       "labels": [{"name": "CTV", "color_rgb": [255, 170, 0], "channel": 0,
-                  "category": {"value": "309825002", "scheme": "SCT", "meaning": "..."},
+                  "category": {"value": "130041", "scheme": "DCM", "meaning": "..."},
                   "type": {"value": "228792002", "scheme": "SCT", "meaning": "..."}}],
       "training_data": "...", "metrics": {"dice_mean": 0.8}, "inference": {"threshold": 0.5},
       "intended_use": "...", "disclaimer": "trained on synthetic phantoms only — not for ...",
@@ -34,6 +34,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from AutoCTVLib import terminology
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
@@ -77,8 +79,7 @@ class LabelInfo:
     Attributes:
         name: segment name shown to users ("CTV").
         color_rgb: display colour, three integers 0–255.
-        category: segmented property category (e.g. SCT 309825002 "Spatial and Relational
-            Concept").
+        category: segmented property category (e.g. DCM 130041 "RT Target").
         type: segmented property type (e.g. SCT 228792002 "Clinical target volume").
         channel: the network output channel holding this label's logit.
     """
@@ -129,13 +130,16 @@ class LabelInfo:
         )
 
 
-def ctv_label(color_rgb: tuple[int, int, int] = (255, 170, 0), channel: int = 0) -> LabelInfo:
-    """The CTV segment with its SNOMED CT codes (category: spatial and relational concept)."""
+def ctv_label(
+    color_rgb: tuple[int, int, int] = terminology.CTV_COLOR_RGB, channel: int = 0
+) -> LabelInfo:
+    """The CTV segment with its codes (see :mod:`AutoCTVLib.terminology`)."""
+    category, ctv_type = terminology.RT_TARGET_CATEGORY, terminology.CTV_TYPE
     return LabelInfo(
-        name="CTV",
+        name=terminology.CTV_SEGMENT_NAME,
         color_rgb=color_rgb,
-        category=CodeTriplet("309825002", "SCT", "Spatial and Relational Concept"),
-        type=CodeTriplet("228792002", "SCT", "Clinical Target Volume"),
+        category=CodeTriplet(category.value, category.scheme, category.meaning),
+        type=CodeTriplet(ctv_type.value, ctv_type.scheme, ctv_type.meaning),
         channel=channel,
     )
 
