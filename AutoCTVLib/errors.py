@@ -42,11 +42,15 @@ class ReferenceMismatchError(InputError):
 
 
 class ModelFileError(AutoCTVError):
-    """A model file is missing, tampered with, of an unknown format, or inconsistent with its card."""
+    """A model file is missing, tampered with, of an unknown format, or does not match its card."""
 
 
 class OutputError(AutoCTVError):
     """An output cannot be written (exists and overwrite not allowed, folder not writable, ...)."""
+
+
+class DeviceError(AutoCTVError):
+    """The requested compute device (CUDA GPU, Apple MPS) is not available on this computer."""
 
 
 class CancelledError(AutoCTVError):

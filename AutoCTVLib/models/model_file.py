@@ -118,6 +118,7 @@ def save_model(
             str(weights_tmp),
             metadata={"format": "pt", "autoctv_model": card.name, "autoctv_card": card_path.name},
         )
+        _make_shareable(weights_tmp)
         final_card = card.replace(
             architecture=config.to_dict(),
             created_utc=created,
@@ -132,6 +133,13 @@ def save_model(
         )
     logger.info("saved model %s %s to %s", card.name, card.version, weights_path)
     return final_card
+
+
+def _make_shareable(path: Path) -> None:
+    """Give a file the usual permissions (0666 less the umask); safetensors creates it 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def read_card(path: str | os.PathLike[str]) -> ModelCard:

@@ -1,0 +1,113 @@
+"""Overlap and distance metrics between two binary masks on the same grid.
+
+Masks are (z, y, x) arrays (anything > 0 is inside); distances are in mm and use the grid
+spacing ``spacing_xyz_mm`` (x, y, z). The direction cosines do not matter: they are orthonormal.
+
+Empty masks, by convention:
+
+* both empty → Dice 1.0, HD95 0.0 (the prediction agrees: there is nothing);
+* exactly one empty → Dice 0.0, HD95 ``inf`` (no surface to measure a distance to). Averages
+  over cases should report how many cases had an infinite HD95 rather than average ``inf``;
+  :func:`summarize` does that.
+
+HD95 is the symmetric 95th-percentile Hausdorff distance:
+``max(P95(d(A→B)), P95(d(B→A)))`` where ``d(A→B)`` are the distances from every surface voxel of
+A to the nearest surface voxel of B (centre to centre). A surface voxel is a mask voxel with at
+least one 6-neighbour outside the mask; voxels on the array border count as surface.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+
+def _as_masks(prediction: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    prediction = np.asarray(prediction) > 0
+    reference = np.asarray(reference) > 0
+    if prediction.shape != reference.shape:
+        raise ValueError(f"mask shapes differ: {prediction.shape} vs {reference.shape}")
+    return prediction, reference
+
+
+def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
+    """Dice coefficient ``2|A∩B| / (|A| + |B|)``; 1.0 when both masks are empty."""
+    prediction, reference = _as_masks(prediction, reference)
+    total = int(prediction.sum()) + int(reference.sum())
+    if total == 0:
+        return 1.0
+    return 2.0 * int(np.count_nonzero(prediction & reference)) / total
+
+
+def surface(mask: np.ndarray) -> np.ndarray:
+    """Surface voxels of a boolean (z, y, x) mask (6-connectivity, border counts as outside)."""
+    mask = np.asarray(mask, dtype=bool)
+    eroded = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1))
+    return mask & ~eroded
+
+
+def directed_surface_distances(
+    source: np.ndarray, target: np.ndarray, spacing_xyz_mm: Sequence[float]
+) -> np.ndarray:
+    """Distance (mm) from every surface voxel of ``source`` to the nearest of ``target``.
+
+    Both masks must be non-empty. Returns a 1-D ``float64`` array, one value per surface voxel.
+    """
+    source, target = _as_masks(source, target)
+    if not source.any() or not target.any():
+        raise ValueError("surface distances need two non-empty masks")
+    spacing_zyx = tuple(float(s) for s in spacing_xyz_mm)[::-1]
+    distance_to_target = ndimage.distance_transform_edt(~surface(target), sampling=spacing_zyx)
+    return distance_to_target[surface(source)]
+
+
+def hd95(prediction: np.ndarray, reference: np.ndarray, spacing_xyz_mm: Sequence[float]) -> float:
+    """Symmetric 95th-percentile Hausdorff distance in mm (see the module docstring).
+
+    0.0 when both masks are empty, ``inf`` when exactly one is.
+    """
+    prediction, reference = _as_masks(prediction, reference)
+    has_prediction, has_reference = bool(prediction.any()), bool(reference.any())
+    if not has_prediction and not has_reference:
+        return 0.0
+    if has_prediction != has_reference:
+        return math.inf
+    forward = directed_surface_distances(prediction, reference, spacing_xyz_mm)
+    backward = directed_surface_distances(reference, prediction, spacing_xyz_mm)
+    return float(max(np.percentile(forward, 95), np.percentile(backward, 95)))
+
+
+def segmentation_metrics(
+    prediction: np.ndarray, reference: np.ndarray, spacing_xyz_mm: Sequence[float]
+) -> dict[str, float]:
+    """``{"dice", "hd95_mm", "volume_pred_ml", "volume_ref_ml"}`` for one case."""
+    prediction, reference = _as_masks(prediction, reference)
+    voxel_ml = float(np.prod([float(s) for s in spacing_xyz_mm])) / 1000.0
+    return {
+        "dice": dice(prediction, reference),
+        "hd95_mm": hd95(prediction, reference, spacing_xyz_mm),
+        "volume_pred_ml": float(prediction.sum()) * voxel_ml,
+        "volume_ref_ml": float(reference.sum()) * voxel_ml,
+    }
+
+
+def summarize(per_case: Iterable[dict[str, float]]) -> dict[str, float | int | None]:
+    """Mean Dice and mean/median HD95 over cases; infinite HD95 values are counted, not averaged.
+
+    Returns ``{"cases", "dice_mean", "hd95_mean_mm", "hd95_median_mm", "hd95_infinite_cases"}``;
+    a statistic without any finite value is ``None``.
+    """
+    rows = list(per_case)
+    dices = [float(row["dice"]) for row in rows]
+    distances = [float(row["hd95_mm"]) for row in rows]
+    finite = [d for d in distances if math.isfinite(d)]
+    return {
+        "cases": len(rows),
+        "dice_mean": float(np.mean(dices)) if dices else None,
+        "hd95_mean_mm": float(np.mean(finite)) if finite else None,
+        "hd95_median_mm": float(np.median(finite)) if finite else None,
+        "hd95_infinite_cases": len(distances) - len(finite),
+    }

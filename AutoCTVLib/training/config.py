@@ -1,0 +1,190 @@
+"""Training settings: one frozen dataclass, read from and written to JSON.
+
+Example ``train.json`` (every key optional; missing keys take the defaults below)::
+
+    {"iterations": 20000, "val_every": 500, "batch_size": 2, "patch_size_zyx": [48, 96, 96],
+     "lr": 0.0001, "seed": 0, "fold": 0, "n_folds": 3, "augment": true,
+     "network": {"channels": [16, 32, 64, 96, 128], "residual": true, "se": true,
+                 "recurrent_steps": 3},
+     "preprocess": {"spacing_xyz_mm": [2.0, 2.0, 3.0], "hu_window": [-1000, 1600]}}
+
+``network`` holds :class:`AutoCTVLib.nn.NetworkConfig` fields (keys left out take that class's
+defaults, the plain U-Net; without a ``network`` key at all the thesis model is used) and
+``preprocess`` holds :class:`AutoCTVLib.preprocess.PreprocessConfig` fields; both are validated
+on creation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from AutoCTVLib.errors import InputError
+from AutoCTVLib.nn import NetworkConfig, thesis_config
+from AutoCTVLib.preprocess import PreprocessConfig
+
+MIXED_PRECISION = ("auto", "off", "bf16", "fp16")
+LOSS_NAMES = ("bce", "dice", "bce_dice")
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides the data and the output folder.
+
+    Attributes:
+        iterations: optimiser steps in total (a resumed run continues up to this number).
+        val_every: validate (Dice, HD95 on whole validation crops) every this many iterations
+            and after the last one.
+        log_every: record the training loss every this many iterations.
+        batch_size: patches per process and step (with N processes the step sees N × this).
+        patch_size_zyx: patch size in network-grid voxels (z, y, x); ``None`` trains on whole
+            body crops.
+        foreground_fraction: share of patches centred on a CTV voxel.
+        lr: Adam learning rate (thesis: 1e-4).
+        weight_decay: Adam weight decay.
+        grad_clip_norm: clip the gradient norm to this value (``None``: no clipping).
+        loss: ``"bce"``, ``"dice"`` or ``"bce_dice"`` (thesis' final model), applied to every
+            recurrent step.
+        seed: seeds weights, patch sampling, augmentation and dropout.
+        fold, n_folds: cross-validation fold (0-based) used for validation.
+        augment: random flips/rotations/shifts/noise on training patches.
+        label_name: which dataset label to learn.
+        mixed_precision: ``"auto"`` (bf16 where the GPU supports it, else fp16; off on CPU),
+            ``"off"``, ``"bf16"`` or ``"fp16"``; only ever used on CUDA.
+        deterministic: ask torch for deterministic algorithms (exact repeats on CPU).
+        early_stop_patience: stop after this many validations without a better Dice
+            (``None``: never).
+        network: :class:`NetworkConfig` fields.
+        preprocess: :class:`PreprocessConfig` fields.
+        augmentation: keyword overrides for :func:`AutoCTVLib.augment.thesis_augmentation`
+            (``max_angle_deg``, ``max_shift_voxels``, ``noise_variance``).
+    """
+
+    iterations: int = 20000
+    val_every: int = 500
+    log_every: int = 10
+    batch_size: int = 2
+    patch_size_zyx: tuple[int, int, int] | None = (48, 96, 96)
+    foreground_fraction: float = 0.33
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    grad_clip_norm: float | None = None
+    loss: str = "bce_dice"
+    seed: int = 0
+    fold: int = 0
+    n_folds: int = 3
+    augment: bool = True
+    label_name: str = "CTV"
+    mixed_precision: str = "auto"
+    deterministic: bool = True
+    early_stop_patience: int | None = None
+    network: dict[str, Any] = field(default_factory=lambda: thesis_config().to_dict())
+    preprocess: dict[str, Any] = field(default_factory=lambda: PreprocessConfig().to_dict())
+    augmentation: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "val_every", "log_every", "batch_size", "n_folds"):
+            _positive_int(name, getattr(self, name))
+        if self.n_folds < 2:
+            raise ValueError(f"n_folds must be at least 2, got {self.n_folds}")
+        if isinstance(self.fold, bool) or not isinstance(self.fold, int):
+            raise ValueError(f"fold must be an integer, got {self.fold!r}")
+        if not 0 <= self.fold < self.n_folds:
+            raise ValueError(f"fold must be between 0 and {self.n_folds - 1}, got {self.fold}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.patch_size_zyx is not None:
+            patch = tuple(self.patch_size_zyx)
+            if len(patch) != 3:
+                raise ValueError(f"patch_size_zyx must hold three sizes, got {list(patch)}")
+            for size in patch:
+                _positive_int("patch_size_zyx entries", size)
+            object.__setattr__(self, "patch_size_zyx", patch)
+        if not 0.0 <= float(self.foreground_fraction) <= 1.0:
+            raise ValueError(
+                f"foreground_fraction must be in [0, 1], got {self.foreground_fraction}"
+            )
+        if not (math.isfinite(float(self.lr)) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (math.isfinite(float(self.weight_decay)) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay!r}")
+        if self.grad_clip_norm is not None and not float(self.grad_clip_norm) > 0:
+            raise ValueError(f"grad_clip_norm must be positive or null, got {self.grad_clip_norm}")
+        if self.loss not in LOSS_NAMES:
+            raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}, got {self.loss!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(
+                f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
+                f"got {self.mixed_precision!r}"
+            )
+        if self.early_stop_patience is not None:
+            _positive_int("early_stop_patience", self.early_stop_patience)
+        if not isinstance(self.label_name, str) or not self.label_name:
+            raise ValueError("label_name must be a non-empty string")
+        for name in ("augment", "deterministic"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        # Validate the nested settings now, and store them in their canonical form.
+        object.__setattr__(self, "network", self.network_config().to_dict())
+        object.__setattr__(self, "preprocess", self.preprocess_config().to_dict())
+        object.__setattr__(self, "augmentation", dict(self.augmentation))
+
+    def network_config(self) -> NetworkConfig:
+        return NetworkConfig.from_dict(self.network)
+
+    def preprocess_config(self) -> PreprocessConfig:
+        return PreprocessConfig.from_dict(self.preprocess)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if self.patch_size_zyx is not None:
+            data["patch_size_zyx"] = list(self.patch_size_zyx)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build from a mapping; unknown keys raise ``ValueError`` naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training setting(s): {', '.join(unknown)}")
+        values = dict(data)
+        if values.get("patch_size_zyx") is not None:
+            values["patch_size_zyx"] = tuple(values["patch_size_zyx"])
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def load_train_config(path: str | os.PathLike[str]) -> TrainConfig:
+    """Read a JSON training configuration; user mistakes become :class:`InputError`."""
+    source = Path(path)
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise InputError(f"training configuration {source} does not exist") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"training configuration {source} is not valid JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise InputError(f"training configuration {source} must hold a JSON object")
+    try:
+        return TrainConfig.from_dict(data)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"training configuration {source}: {error}") from error
