@@ -97,8 +97,9 @@ def segmentation_metrics(
 def summarize(per_case: Iterable[dict[str, float]]) -> dict[str, float | int | None]:
     """Mean Dice and mean/median HD95 over cases; infinite HD95 values are counted, not averaged.
 
-    Returns ``{"cases", "dice_mean", "hd95_mean_mm", "hd95_median_mm", "hd95_infinite_cases"}``;
-    a statistic without any finite value is ``None``.
+    Returns ``{"cases", "dice_mean", "dice_sd", "hd95_mean_mm", "hd95_sd_mm", "hd95_median_mm",
+    "hd95_infinite_cases"}``; standard deviations are over cases (ddof 1, ``None`` below two
+    values); a statistic without any finite value is ``None``.
     """
     rows = list(per_case)
     dices = [float(row["dice"]) for row in rows]
@@ -107,7 +108,9 @@ def summarize(per_case: Iterable[dict[str, float]]) -> dict[str, float | int | N
     return {
         "cases": len(rows),
         "dice_mean": float(np.mean(dices)) if dices else None,
+        "dice_sd": float(np.std(dices, ddof=1)) if len(dices) > 1 else None,
         "hd95_mean_mm": float(np.mean(finite)) if finite else None,
+        "hd95_sd_mm": float(np.std(finite, ddof=1)) if len(finite) > 1 else None,
         "hd95_median_mm": float(np.median(finite)) if finite else None,
         "hd95_infinite_cases": len(distances) - len(finite),
     }

@@ -85,5 +85,8 @@ def test_segmentation_metrics_and_summary() -> None:
     assert summary["cases"] == 3
     assert summary["dice_mean"] == pytest.approx((1 / 3 + 0 + 1) / 3)
     assert summary["hd95_mean_mm"] == pytest.approx(3.0)
+    assert summary["dice_sd"] == pytest.approx(np.std([1 / 3, 0.0, 1.0], ddof=1))
+    assert summary["hd95_sd_mm"] == pytest.approx(np.std([4.0, 2.0], ddof=1))
     assert summary["hd95_infinite_cases"] == 1
     assert summarize([])["dice_mean"] is None
+    assert summarize([row])["dice_sd"] is None
