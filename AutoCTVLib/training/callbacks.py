@@ -5,7 +5,9 @@ that every rank must share, such as early stopping, live in the trainer itself.
 
 Records passed to callbacks:
 
-* iteration: ``{"iteration", "loss", "lr", "seconds"}`` (loss averaged over ranks);
+* iteration: ``{"iteration", "loss", "lr", "seconds"}`` (loss averaged over ranks); with a loss
+  weighting (``TrainConfig.loss_weighting`` "qam"/"qam_ocm") also ``"sample_weights"`` (the
+  weights Θ of rank 0's patches, summing to 1) and ``"case_ids"`` (their cases);
 * validation: ``{"iteration", "cases", "dice_mean", "hd95_mean_mm", "hd95_median_mm",
   "hd95_infinite_cases", "is_best", "seconds", "per_case": [{"case_id", "dice", "hd95_mm",
   "volume_pred_ml", "volume_ref_ml"}, ...]}`` (HD95 in mm on the network grid; ``inf`` for a

@@ -7,6 +7,8 @@ A checkpoint is a folder::
                             (absent in "best" checkpoints, which only serve for export)
     state.json              format tag, trainer state, optimiser skeleton (param groups and
                             non-tensor state), grad-scaler state, sha256 of both tensor files
+    <name>.safetensors      state dicts of extra modules trained beside the network (e.g. the
+                            quality network of loss weighting, "quality.safetensors"), if any
 
 The three files are published together (:class:`AutoCTVLib.io.atomic.OutputTransaction`) and
 ``state.json``'s hashes are checked on load, so a torn or edited checkpoint is refused with a
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +95,13 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
     scaler_state: dict[str, Any] | None = None,
+    extra_modules: Mapping[str, nn.Module] | None = None,
 ) -> None:
-    """Write a checkpoint folder (created if needed; existing files are replaced together)."""
+    """Write a checkpoint folder (created if needed; existing files are replaced together).
+
+    ``extra_modules`` maps a name to a module whose state dict goes to ``<name>.safetensors``
+    (listed in ``state.json`` under ``"extra_modules"`` and checked like the other files).
+    """
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     with OutputTransaction(overwrite=True) as transaction:
@@ -115,8 +123,20 @@ def save_checkpoint(
             state["sha256"][OPTIMIZER_FILE] = _sha256(optimizer_tmp)
         elif (folder / OPTIMIZER_FILE).exists():
             (folder / OPTIMIZER_FILE).unlink()
+        for name, module in (extra_modules or {}).items():
+            file_name = _extra_file(name)
+            extra_tmp = transaction.path_for(folder / file_name)
+            save_file(model_tensors(module), str(extra_tmp), metadata={"format": CHECKPOINT_FORMAT})
+            state.setdefault("extra_modules", []).append(name)
+            state["sha256"][file_name] = _sha256(extra_tmp)
         state_tmp = transaction.path_for(folder / STATE_FILE)
         state_tmp.write_text(json.dumps(state, indent=1, allow_nan=False), encoding="utf-8")
+
+
+def _extra_file(name: str) -> str:
+    if not name.isidentifier() or name in ("weights", "optimizer", "state"):
+        raise ValueError(f"an extra checkpoint module needs a plain name, got {name!r}")
+    return f"{name}.safetensors"
 
 
 def read_checkpoint_state(directory: str | Path) -> dict[str, Any]:
@@ -149,8 +169,12 @@ def load_checkpoint(
     directory: str | Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
+    extra_modules: Mapping[str, nn.Module] | None = None,
 ) -> dict[str, Any]:
     """Load weights (and optimiser state) into the given objects; returns the ``state.json``.
+
+    ``extra_modules`` (name → module) are loaded from the files :func:`save_checkpoint` wrote
+    for them; a name the checkpoint does not hold raises :class:`ModelFileError`.
 
     Raises:
         ModelFileError: missing/corrupt files, or weights that do not fit ``model``.
@@ -176,4 +200,16 @@ def load_checkpoint(
         except (SafetensorError, OSError) as error:
             raise ModelFileError(f"optimiser state in {folder} is unreadable ({error})") from error
         optimizer.load_state_dict(unflatten_optimizer_state(tensors, state["optimizer"]))
+    for name, module in (extra_modules or {}).items():
+        if name not in state.get("extra_modules", []):
+            raise ModelFileError(f"checkpoint {folder} holds no weights for the {name} module")
+        try:
+            module.load_state_dict(load_file(str(folder / _extra_file(name))), strict=True)
+        except (SafetensorError, OSError) as error:
+            raise ModelFileError(f"{name} weights in {folder} are unreadable ({error})") from error
+        except RuntimeError as error:
+            first_line = str(error).splitlines()[0]
+            raise ModelFileError(
+                f"the {name} weights in {folder} do not fit this configuration ({first_line})"
+            ) from error
     return state

@@ -8,6 +8,11 @@ Example ``train.json`` (every key optional; missing keys take the defaults below
                  "recurrent_steps": 3},
      "preprocess": {"spacing_xyz_mm": [2.0, 2.0, 3.0], "hu_window": [-1000, 1600]}}
 
+Noisy labels (``docs/noisy_labels.md``): ``"loss_weighting": "qam_ocm"`` weights each patch's
+loss by a jointly trained quality network with the OCM bound (``"qam"`` without the bound,
+``"none"`` the plain mean, the default); it needs ``batch_size`` ≥ 2 and is best combined with
+``"distinct_cases": true`` so that a batch compares patches of different cases.
+
 ``network`` holds :class:`AutoCTVLib.nn.NetworkConfig` fields (keys left out take that class's
 defaults, the plain U-Net; without a ``network`` key at all the thesis model is used) and
 ``preprocess`` holds :class:`AutoCTVLib.preprocess.PreprocessConfig` fields; both are validated
@@ -27,6 +32,9 @@ from typing import Any
 
 from AutoCTVLib.errors import InputError
 from AutoCTVLib.nn import NetworkConfig, thesis_config
+from AutoCTVLib.noisy.ocm import DEFAULT_OCM_LAMBDA
+from AutoCTVLib.noisy.qam import DEFAULT_QAM_CHANNELS
+from AutoCTVLib.noisy.weighting import WEIGHTING_NAMES
 from AutoCTVLib.preprocess import PreprocessConfig
 
 MIXED_PRECISION = ("auto", "off", "bf16", "fp16")
@@ -70,6 +78,14 @@ class TrainConfig:
         preprocess: :class:`PreprocessConfig` fields.
         augmentation: keyword overrides for :func:`AutoCTVLib.augment.thesis_augmentation`
             (``max_angle_deg``, ``max_shift_voxels``, ``noise_variance``).
+        loss_weighting: how the per-patch losses of a batch are combined: ``"none"`` (plain
+            mean, the default), ``"qam"`` (quality-network weights) or ``"qam_ocm"`` (with the
+            OCM bound); see :mod:`AutoCTVLib.noisy.weighting`.
+        qam_lr: Adam learning rate of the quality network (thesis: 1e-4).
+        ocm_lambda: λ of the OCM, Γ(t) = λ·tanh(t) (thesis: 2).
+        qam_channels: the quality network's channels per VGG block.
+        distinct_cases: the patches of one (global) batch come from different cases (as long
+            as there are enough cases), so that loss weighting compares annotators.
     """
 
     iterations: int = 20000
@@ -93,6 +109,11 @@ class TrainConfig:
     network: dict[str, Any] = field(default_factory=lambda: thesis_config().to_dict())
     preprocess: dict[str, Any] = field(default_factory=lambda: PreprocessConfig().to_dict())
     augmentation: dict[str, Any] = field(default_factory=dict)
+    loss_weighting: str = "none"
+    qam_lr: float = 1e-4
+    ocm_lambda: float = DEFAULT_OCM_LAMBDA
+    qam_channels: tuple[int, ...] = DEFAULT_QAM_CHANNELS
+    distinct_cases: bool = False
 
     def __post_init__(self) -> None:
         for name in ("iterations", "val_every", "log_every", "batch_size", "n_folds"):
@@ -133,13 +154,45 @@ class TrainConfig:
             _positive_int("early_stop_patience", self.early_stop_patience)
         if not isinstance(self.label_name, str) or not self.label_name:
             raise ValueError("label_name must be a non-empty string")
-        for name in ("augment", "deterministic"):
+        self._check_loss_weighting()
+        for name in ("augment", "deterministic", "distinct_cases"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         # Validate the nested settings now, and store them in their canonical form.
         object.__setattr__(self, "network", self.network_config().to_dict())
         object.__setattr__(self, "preprocess", self.preprocess_config().to_dict())
         object.__setattr__(self, "augmentation", dict(self.augmentation))
+
+    def _check_loss_weighting(self) -> None:
+        if self.loss_weighting not in WEIGHTING_NAMES:
+            raise ValueError(
+                f"loss_weighting must be one of {', '.join(WEIGHTING_NAMES)}, "
+                f"got {self.loss_weighting!r}"
+            )
+        if self.loss_weighting != "none" and self.batch_size < 2:
+            raise ValueError(
+                f"loss_weighting {self.loss_weighting!r} compares the patches of a batch: "
+                f"batch_size must be at least 2, got {self.batch_size}"
+            )
+        if isinstance(self.qam_lr, bool) or not (
+            isinstance(self.qam_lr, (int, float)) and math.isfinite(self.qam_lr) and self.qam_lr > 0
+        ):
+            raise ValueError(f"qam_lr must be a positive number, got {self.qam_lr!r}")
+        if isinstance(self.ocm_lambda, bool) or not (
+            isinstance(self.ocm_lambda, (int, float))
+            and math.isfinite(self.ocm_lambda)
+            and self.ocm_lambda >= 0
+        ):
+            raise ValueError(f"ocm_lambda must be a non-negative number, got {self.ocm_lambda!r}")
+        qam_channels = self.qam_channels
+        if isinstance(qam_channels, (str, bytes)) or not hasattr(qam_channels, "__iter__"):
+            raise ValueError(f"qam_channels must be a list of integers, got {self.qam_channels!r}")
+        qam_channels = tuple(self.qam_channels)
+        if not qam_channels:
+            raise ValueError("qam_channels needs at least one entry")
+        for count in qam_channels:
+            _positive_int("qam_channels entries", count)
+        object.__setattr__(self, "qam_channels", qam_channels)
 
     def network_config(self) -> NetworkConfig:
         return NetworkConfig.from_dict(self.network)
@@ -155,6 +208,7 @@ class TrainConfig:
         data = dataclasses.asdict(self)
         if self.patch_size_zyx is not None:
             data["patch_size_zyx"] = list(self.patch_size_zyx)
+        data["qam_channels"] = list(self.qam_channels)
         return data
 
     @classmethod

@@ -10,6 +10,11 @@ depend on earlier batches. With several processes (distributed training) the glo
 ``world_size × batch_size`` samples is planned once and each rank takes its own share: the
 union over ranks is what a single process with the full batch would draw.
 
+With ``distinct_cases`` the samples of a global batch come from different cases (a seeded
+permutation of the cases per iteration, wrapping around when the batch is larger than the
+number of cases): loss weighting (:mod:`AutoCTVLib.noisy.weighting`) then compares patches
+drawn by different annotators rather than two patches of one case.
+
 Arrays are (z, y, x); tensors (N, C, z, y, x).
 """
 
@@ -167,6 +172,8 @@ class PatchSampler:
         seed: base seed; sample ``s`` of iteration ``n`` uses ``default_rng([seed, n, s])``.
         pad_value: image value used where a case is smaller than the patch (0 = air after the
             default window).
+        distinct_cases: draw the samples of a global batch from different cases (see the
+            module docstring); ``False`` (default) draws each sample's case independently.
     """
 
     def __init__(
@@ -178,6 +185,7 @@ class PatchSampler:
         augment: Augment | None = None,
         seed: int = 0,
         pad_value: float = 0.0,
+        distinct_cases: bool = False,
     ) -> None:
         if not cases:
             raise InputError("there are no training cases")
@@ -198,6 +206,18 @@ class PatchSampler:
         self.augment = augment
         self.seed = int(seed)
         self.pad_value = float(pad_value)
+        self.distinct_cases = bool(distinct_cases)
+        if self.distinct_cases and len(self.cases) < self.batch_size:
+            logger.warning(
+                "%d training cases for batches of %d: some batches repeat a case",
+                len(self.cases),
+                self.batch_size,
+            )
+
+    def case_order(self, iteration: int) -> np.ndarray:
+        """The seeded permutation of case indices used by ``distinct_cases`` at ``iteration``."""
+        sequence = np.random.SeedSequence([self.seed, int(iteration)], spawn_key=(1,))
+        return np.random.default_rng(sequence).permutation(len(self.cases))
 
     def sample(
         self, iteration: int, sample_index: int
@@ -207,7 +227,10 @@ class PatchSampler:
         Returns ``(case_id, image, label, weight)``; ``weight`` is ``None`` without augmentation.
         """
         rng = np.random.default_rng([self.seed, int(iteration), int(sample_index)])
-        case = self.cases[int(rng.integers(len(self.cases)))]
+        case_index = int(rng.integers(len(self.cases)))
+        if self.distinct_cases:
+            case_index = int(self.case_order(iteration)[int(sample_index) % len(self.cases)])
+        case = self.cases[case_index]
         wants_foreground = bool(rng.random() < self.foreground_fraction)
         if self.patch_size_zyx is None:
             image, label = case.image, case.label

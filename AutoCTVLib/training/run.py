@@ -164,6 +164,7 @@ def run_training(
         foreground_fraction=config.foreground_fraction,
         augment=build_augmentation(config),
         seed=config.seed,
+        distinct_cases=config.distinct_cases,
     )
     network_config = config.network_config()
     model = build_network(network_config, seed=config.seed)
@@ -199,6 +200,17 @@ def run_training(
         )
     barrier(context)
     return RunSummary(result, tuple(train_ids), tuple(validation_ids), model_path, card)
+
+
+def _loss_weighting_summary(config: TrainConfig) -> dict[str, Any]:
+    """How the batch loss was formed (model-card provenance)."""
+    summary: dict[str, Any] = {"strategy": config.loss_weighting}
+    if config.loss_weighting != "none":
+        summary |= {"qam_lr": config.qam_lr, "qam_channels": list(config.qam_channels)}
+    if config.loss_weighting == "qam_ocm":
+        summary["ocm_lambda"] = config.ocm_lambda
+    summary["distinct_cases"] = config.distinct_cases
+    return summary
 
 
 def _export_best(
@@ -244,6 +256,7 @@ def _export_best(
                 "validation_cases": validation_ids,
                 "iterations": result.iterations,
                 "seed": config.seed,
+                "loss_weighting": _loss_weighting_summary(config),
                 "trained_with": f"AutoCTV {__version__}",
             }
         ),

@@ -16,6 +16,16 @@ Every ``val_every`` iterations and after the last one, the network segments each
 case's whole crop (threshold 0.5 on the sigmoid of the last step) and Dice and HD95 are
 measured on the network grid. The ``last`` checkpoint is written after each validation, the
 ``best`` one whenever the mean Dice improves (rank 0 only), under ``run_dir/checkpoints``.
+
+Loss weighting for noisy labels (``config.loss_weighting``, see ``docs/noisy_labels.md``): with
+``"none"`` (default) the loss is ``loss_fn`` as above. With ``"qam"`` or ``"qam_ocm"`` the
+trainer computes one loss per patch (``per_sample_loss_fn``) and the strategy of
+:mod:`AutoCTVLib.noisy.weighting` combines them, ``Σ_i Θ_i·L_i`` with weights from a quality
+network that is trained jointly (its parameters form a second optimiser group with learning
+rate ``config.qam_lr``; its weights are checkpointed as ``quality.safetensors``, so resuming
+stays exact). In a distributed run each process weights its own share of the batch and the
+quality network's gradients are averaged over processes like the segmentation network's.
+Only the segmentation network is used for validation, export and inference.
 """
 
 from __future__ import annotations
@@ -35,8 +45,13 @@ from torch import nn
 
 from AutoCTVLib.errors import CancelledError, InputError
 from AutoCTVLib.metrics import segmentation_metrics, summarize
+from AutoCTVLib.noisy.weighting import LossWeighting, build_loss_weighting
 from AutoCTVLib.training.callbacks import Callback
-from AutoCTVLib.training.checkpoint import load_checkpoint, save_checkpoint
+from AutoCTVLib.training.checkpoint import (
+    load_checkpoint,
+    read_checkpoint_state,
+    save_checkpoint,
+)
 from AutoCTVLib.training.config import TrainConfig
 from AutoCTVLib.training.data import PatchSampler, TrainingCase
 from AutoCTVLib.training.distributed import (
@@ -60,6 +75,8 @@ LAST = "last"
 BEST = "best"
 #: Settings a resumed run may change; any other difference refuses to resume.
 RESUMABLE_CHANGES = frozenset({"iterations", "val_every", "log_every", "early_stop_patience"})
+#: Checkpoint name of the quality network's weights (``quality.safetensors``).
+QUALITY_MODULE = "quality"
 
 
 class CancelEvent(Protocol):
@@ -75,14 +92,15 @@ def adam_factory(lr: float = 1e-4, weight_decay: float = 0.0) -> OptimizerFactor
     return build
 
 
-def make_loss_fn(name: str = "bce_dice") -> LossFn:
-    """``"bce"``, ``"dice"`` or ``"bce_dice"``, averaged over recurrent steps and samples."""
+def make_loss_fn(name: str = "bce_dice", reduction: str = "mean") -> LossFn:
+    """``"bce"``, ``"dice"`` or ``"bce_dice"``, averaged over recurrent steps and samples
+    (``reduction="per_sample"``: averaged over steps only, one loss per sample (N,))."""
     base = get_loss(name)
 
     def loss_fn(
         step_logits: Sequence[torch.Tensor], target: torch.Tensor, weight: torch.Tensor | None
     ) -> torch.Tensor:
-        return recurrent_loss(step_logits, target, weight, base, reduction="mean")
+        return recurrent_loss(step_logits, target, weight, base, reduction=reduction)
 
     return loss_fn
 
@@ -173,6 +191,12 @@ class Trainer:
         device: where to train.
         context: this process' place in a distributed job (default: single process).
         run_dir: where checkpoints go (``None``: no checkpoints, no resume).
+        per_sample_loss_fn: like ``loss_fn`` but returning one loss per sample (N,); used
+            only with a loss weighting (default: ``make_loss_fn(config.loss, "per_sample")``).
+
+    The optimiser factory receives the network's parameters, or, with a quality network,
+    two parameter groups (``[{"params": network}, {"params": quality, "lr": qam_lr}]``),
+    which every ``torch.optim`` optimiser accepts.
     """
 
     def __init__(
@@ -188,13 +212,27 @@ class Trainer:
         device: torch.device | str = "cpu",
         context: DistributedContext | None = None,
         run_dir: str | Path | None = None,
+        per_sample_loss_fn: LossFn | None = None,
     ) -> None:
         self.config = config or TrainConfig()
         self.device = torch.device(device)
         self.context = context or DistributedContext()
         self.model = model.to(self.device)
         self.loss_fn = loss_fn
-        self.optimizer = optimizer_factory(self.model.parameters())
+        self.weighting = self._build_weighting()
+        self.per_sample_loss_fn = per_sample_loss_fn or make_loss_fn(
+            self.config.loss, reduction="per_sample"
+        )
+        if self.weighting is None:
+            self.optimizer = optimizer_factory(self.model.parameters())
+        else:
+            groups = [
+                {"params": list(self.model.parameters())},
+                {"params": list(self.weighting.parameters()), "lr": self.config.qam_lr},
+            ]
+            self.optimizer = optimizer_factory(groups)  # type: ignore[arg-type]
+        self.last_sample_weights: list[float] | None = None
+        self.last_case_ids: tuple[str, ...] | None = None
         self.train_data = train_data
         self.val_data = list(val_data)
         self.callbacks = list(callbacks)
@@ -207,6 +245,25 @@ class Trainer:
         self._forward = StepsForward(self.model)
 
     # ----------------------------------------------------------------------------- helpers
+    def _build_weighting(self) -> LossWeighting | None:
+        """The quality-network strategy of ``config.loss_weighting`` (``None`` for "none")."""
+        if self.config.loss_weighting == "none":
+            return None
+        network = self.config.network_config()
+        weighting = build_loss_weighting(
+            self.config.loss_weighting,
+            spatial_dims=network.spatial_dims,
+            label_channels=network.out_channels,
+            image_channels=network.in_channels,
+            ocm_lambda=self.config.ocm_lambda,
+            qam_channels=self.config.qam_channels,
+            seed=derived_seed(self.config.seed, 1),
+        )
+        return weighting.to(self.device)
+
+    def _extra_modules(self) -> dict[str, nn.Module] | None:
+        return None if self.weighting is None else {QUALITY_MODULE: self.weighting}
+
     def checkpoint_dir(self, which: str) -> Path:
         if self.run_dir is None:
             raise ValueError("this trainer has no run folder")
@@ -244,6 +301,7 @@ class Trainer:
             self._trainer_state(),
             optimizer=self.optimizer if with_optimizer else None,
             scaler_state=self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            extra_modules=self._extra_modules(),
         )
 
     def _restore(self) -> None:
@@ -252,8 +310,9 @@ class Trainer:
         folder = self.checkpoint_dir(LAST)
         if not (folder / "state.json").is_file():
             raise InputError(f"there is no training state to resume from in {self.run_dir}")
-        saved = load_checkpoint(folder, self.model, self.optimizer)
-        stored = saved["trainer"]["config"]
+        stored = read_checkpoint_state(folder)["trainer"]["config"]
+        # Settings added after a run was started take their defaults (older runs resume).
+        stored = {**TrainConfig().to_dict(), **stored}
         current = self.config.to_dict()
         changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
         refused = [key for key in changed if key not in RESUMABLE_CHANGES]
@@ -262,6 +321,7 @@ class Trainer:
                 "cannot resume: the run was started with different settings for "
                 + ", ".join(refused)
             )
+        saved = load_checkpoint(folder, self.model, self.optimizer, self._extra_modules())
         self.state = TrainerState.from_dict(saved["trainer"]["state"])
         self.state.stopped_early = False
         if saved.get("scaler") and self.scaler.is_enabled():
@@ -279,18 +339,54 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             step_logits = module(image)
-        loss = self.loss_fn([logits.float() for logits in step_logits], label, weight)
+        if self.weighting is None:
+            loss = self.loss_fn([logits.float() for logits in step_logits], label, weight)
+        else:
+            loss = self._weighted_loss(step_logits, image, label, weight)
+            self.last_case_ids = batch.case_ids
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"the training loss became {loss.item()} at iteration {iteration}"
             )
         self.scaler.scale(loss).backward()
+        if self.weighting is not None:
+            self._average_quality_gradients()
         if self.config.grad_clip_norm is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
+            if self.weighting is not None:
+                nn.utils.clip_grad_norm_(self.weighting.parameters(), self.config.grad_clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return float(loss.detach().item())
+
+    def _weighted_loss(
+        self,
+        step_logits: Sequence[torch.Tensor],
+        image: torch.Tensor,
+        label: torch.Tensor,
+        weight: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``Σ_i Θ_i·L_i`` over this process' samples (quality network forward included)."""
+        assert self.weighting is not None
+        per_sample = self.per_sample_loss_fn(
+            [logits.float() for logits in step_logits], label, weight
+        )
+        known = None if weight is None else weight.flatten(1).sum(dim=1) > 0
+        with self._autocast():
+            result = self.weighting(per_sample, image, label, known)
+        self.last_sample_weights = [float(w) for w in result.weights.cpu()]
+        return result.loss
+
+    def _average_quality_gradients(self) -> None:
+        """Average the quality network's gradients over processes (DDP does the network's)."""
+        if not self.context.is_distributed or self.weighting is None:
+            return
+        for parameter in self.weighting.parameters():
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+            torch.distributed.all_reduce(parameter.grad)
+            parameter.grad.div_(self.context.world_size)
 
     @torch.no_grad()
     def predict_case(self, case: TrainingCase) -> np.ndarray:
@@ -383,6 +479,8 @@ class Trainer:
             self._restore()
         module = wrap_model(self._forward, self.context, self.device)
         self.model.train()
+        if self.weighting is not None:
+            self.weighting.train()
         self._notify("on_train_start")
         started = time.perf_counter()
         total = self.config.iterations
@@ -398,6 +496,9 @@ class Trainer:
                 "lr": float(self.optimizer.param_groups[0]["lr"]),
                 "seconds": time.perf_counter() - started,
             }
+            if self.weighting is not None and self.last_sample_weights is not None:
+                record["sample_weights"] = self.last_sample_weights
+                record["case_ids"] = list(self.last_case_ids or ())
             if iteration % self.config.log_every == 0 or iteration == total:
                 self.state.train_history.append(record)
             self._notify("on_iteration_end", record)
