@@ -1,0 +1,216 @@
+"""Training examples for the completion network: cases, structures, random sparse annotations.
+
+A training case is a CT with several full structure masks on its own grid (a synthetic phantom
+generated on the fly, or a case of an AutoCTV HDF5 dataset). An example is drawn as inference
+sees it: pick a structure, sample a sparse annotation on the *input* grid
+(:func:`~AutoCTVLib.completion.sampling.sample_annotation`), and prepare the three input channels
+with the very function inference uses (:func:`~AutoCTVLib.completion.grid.prepare_inputs`:
+crop, model grid, slice-by-slice drawing). The target is the full structure on the model grid;
+in this fully supervised setting the loss covers *every* voxel of the crop (the sparse label is
+input only). Patches are padded to a common size with loss weight 0 on the padding.
+
+Augmentation on the model grid (isotropic spacing, so these are exact): random flips along each
+axis and random axis permutations, applied to every channel and the target together.
+
+Held out from training, so benchmarks can test generalisation: the bladder, the rectum (and
+every bowel structure) and every bone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from AutoCTVLib.completion.grid import CompletionGridConfig, prepare_inputs
+from AutoCTVLib.completion.sampling import AnnotationSampling, sample_annotation
+from AutoCTVLib.phantom import STRUCTURES, PhantomConfig, generate_phantom
+from AutoCTVLib.preprocess.resample import resample_to_geometry
+from AutoCTVLib.volume import Volume
+
+logger = logging.getLogger(__name__)
+
+CTV = "CTV"
+#: Phantom structures the completion network is trained on (besides the CTV).
+TRAINING_STRUCTURES: tuple[str, ...] = (
+    "uterus",
+    "cervix",
+    "vagina",
+    "psoas_left",
+    "psoas_right",
+    "iliacus_left",
+    "iliacus_right",
+    "obturator_internus_left",
+    "obturator_internus_right",
+    "piriformis_left",
+    "piriformis_right",
+    "nodes_common_iliac",
+    "nodes_external_iliac",
+    "nodes_internal_iliac",
+    "nodes_presacral",
+)
+#: Kinds of phantom structures never used in training (benchmarks test them).
+HELD_OUT_KINDS: tuple[str, ...] = ("bladder", "bowel", "bone")
+HELD_OUT_STRUCTURES: tuple[str, ...] = tuple(s.name for s in STRUCTURES if s.kind in HELD_OUT_KINDS)
+
+_MIN_STRUCTURE_VOXELS = 50
+
+
+@dataclass(frozen=True)
+class TrainingCase:
+    """A CT (int16 HU to save memory) and full structure masks on its grid, arrays (z, y, x)."""
+
+    case_id: str
+    ct: Volume
+    structures: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class PhantomGrid:
+    """Random training grid of a phantom: size (voxels) and spacing ranges (mm)."""
+
+    size_xy: int = 224
+    pixel_mm: tuple[float, float] = (1.6, 2.4)
+    slice_mm: tuple[float, float] = (2.0, 5.0)
+    coverage_mm: float = 300.0
+
+
+def phantom_case(seed: int, grid: PhantomGrid, structures: Sequence[str]) -> TrainingCase:
+    """A synthetic phantom with its CTV and the named structures (empty ones left out)."""
+    rng = np.random.default_rng([int(seed), 991])
+    pixel = float(rng.uniform(*grid.pixel_mm))
+    thickness = float(rng.uniform(*grid.slice_mm))
+    slices = max(8, round(grid.coverage_mm / thickness))
+    phantom = generate_phantom(
+        PhantomConfig(
+            seed=int(seed),
+            size_xyz=(grid.size_xy, grid.size_xy, slices),
+            spacing_xyz_mm=(pixel, pixel, thickness),
+        )
+    )
+    values = {name: value for value, name in phantom.structure_names.items()}
+    masks = {CTV: phantom.ctv.array > 0}
+    for name in structures:
+        if name in values:
+            masks[name] = phantom.structures.array == values[name]
+    masks = {k: v for k, v in masks.items() if int(v.sum()) >= _MIN_STRUCTURE_VOXELS}
+    ct = phantom.ct.with_array(np.clip(phantom.ct.array, -32768, 32767).astype(np.int16))
+    return TrainingCase(case_id=f"phantom-{seed}", ct=ct, structures=masks)
+
+
+def hdf5_cases(path: str | Path, case_ids: Sequence[str] | None = None) -> list[TrainingCase]:
+    """Cases of an AutoCTV HDF5 dataset; every stored label is a training structure."""
+    from AutoCTVLib.dataset.hdf5 import list_cases, read_case
+
+    cases = []
+    for case_id in case_ids if case_ids is not None else list_cases(path):
+        ct, labels, _ = read_case(path, case_id)
+        masks = {name: volume.array > 0 for name, volume in labels.items()}
+        masks = {k: v for k, v in masks.items() if int(v.sum()) >= _MIN_STRUCTURE_VOXELS}
+        ct16 = ct.with_array(np.clip(ct.array, -32768, 32767).astype(np.int16))
+        cases.append(TrainingCase(case_id=str(case_id), ct=ct16, structures=masks))
+    return cases
+
+
+@dataclass(frozen=True)
+class Example:
+    """One example on the model grid: input (3, z, y, x), target and weight (1, z, y, x)."""
+
+    inputs: np.ndarray
+    target: np.ndarray
+    weight: np.ndarray
+    case_id: str
+    structure: str
+
+
+def choose_structure(case: TrainingCase, rng: np.random.Generator, ctv_fraction: float) -> str:
+    """The CTV with probability ``ctv_fraction`` (when present), else another structure."""
+    others = sorted(name for name in case.structures if name != CTV)
+    if CTV in case.structures and (not others or rng.random() < ctv_fraction):
+        return CTV
+    return others[int(rng.integers(len(others)))]
+
+
+def make_example(
+    case: TrainingCase,
+    structure: str,
+    rng: np.random.Generator,
+    grid: CompletionGridConfig,
+    sampling: AnnotationSampling,
+) -> Example:
+    """Sample an annotation of ``structure`` and prepare the network input and full target."""
+    mask = case.structures[structure]
+    annotation = sample_annotation(mask, rng, sampling)
+    sparse = mask & annotation.known_mask(mask.shape)
+    ct = case.ct.with_array(case.ct.array.astype(np.float32))
+    inputs = prepare_inputs(ct, sparse, annotation, grid)
+    cropped = inputs.crop_box.crop(case.ct.with_array(mask.astype(np.uint8)))
+    target = resample_to_geometry(cropped, inputs.model_geometry, "label_linear").array
+    return Example(
+        inputs=inputs.stacked(),
+        target=target[None].astype(np.float32),
+        weight=np.ones((1, *target.shape), dtype=np.float32),
+        case_id=case.case_id,
+        structure=structure,
+    )
+
+
+def augment(example: Example, rng: np.random.Generator, permute_probability: float) -> Example:
+    """Random flips along each spatial axis and (with ``permute_probability``) an axis
+    permutation, applied to inputs, target and weight alike."""
+    arrays = [example.inputs, example.target, example.weight]
+    if rng.random() < permute_probability:
+        order = [0, *(1 + rng.permutation(3))]
+        arrays = [np.transpose(a, order) for a in arrays]
+    for axis in (1, 2, 3):
+        if rng.random() < 0.5:
+            arrays = [np.flip(a, axis=axis) for a in arrays]
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    return Example(*arrays, case_id=example.case_id, structure=example.structure)
+
+
+def fit_patch(example: Example, patch_zyx: Sequence[int], rng: np.random.Generator) -> Example:
+    """Crop (randomly, keeping some of the structure when possible) or pad to ``patch_zyx``.
+
+    Padding gets input 0 (air, no drawing, unknown) and loss weight 0.
+    """
+    shape = example.target.shape[1:]
+    foreground = np.argwhere(example.target[0] > 0)
+    window = []
+    for axis, (size, length) in enumerate(zip(shape, patch_zyx, strict=True)):
+        if size <= length:
+            window.append(slice(0, size))
+            continue
+        if len(foreground) and rng.random() < 0.7:
+            centre = int(foreground[int(rng.integers(len(foreground))), axis])
+            start = int(np.clip(centre - length // 2, 0, size - length))
+        else:
+            start = int(rng.integers(0, size - length + 1))
+        window.append(slice(start, start + length))
+    pads = [(0, 0)] + [
+        (0, int(length) - (w.stop - w.start)) for w, length in zip(window, patch_zyx, strict=True)
+    ]
+
+    def fit(array: np.ndarray) -> np.ndarray:
+        return np.pad(array[(slice(None), *window)], pads)
+
+    return Example(
+        fit(example.inputs),
+        fit(example.target),
+        fit(example.weight),
+        case_id=example.case_id,
+        structure=example.structure,
+    )
+
+
+def collate(examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stack equal-shape examples into (N, 3, …), (N, 1, …), (N, 1, …) float32 tensors."""
+    return (
+        torch.from_numpy(np.stack([e.inputs for e in examples])),
+        torch.from_numpy(np.stack([e.target for e in examples])),
+        torch.from_numpy(np.stack([e.weight for e in examples])),
+    )

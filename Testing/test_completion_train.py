@@ -1,0 +1,96 @@
+"""Training the completion network: examples, held-out structures, a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from AutoCTVLib.completion.grid import INPUT_CHANNELS, CompletionGridConfig
+from AutoCTVLib.completion.model import load_completion_model
+from AutoCTVLib.completion.train import (
+    CompletionTrainConfig,
+    load_cases,
+    quick_config,
+    train_completion,
+    training_batch,
+)
+from AutoCTVLib.completion.train_data import (
+    CTV,
+    HELD_OUT_STRUCTURES,
+    TRAINING_STRUCTURES,
+    PhantomGrid,
+)
+from AutoCTVLib.errors import OutputError
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny networks run fastest single-threaded (and leave the other core to other work)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny_config(**changes) -> CompletionTrainConfig:
+    base = replace(
+        quick_config(),
+        iterations=3,
+        val_every=2,
+        batch_size=2,
+        patch_size_zyx=(16, 16, 16),
+        channels=(4, 8),
+        phantom_grid=PhantomGrid(size_xy=64, pixel_mm=(6.0, 6.5), slice_mm=(6.0, 6.5)),
+        grid=CompletionGridConfig(spacing_xyz_mm=(6.0, 6.0, 6.0)),
+    )
+    return replace(base, **changes)
+
+
+def test_held_out_structures_are_never_trained_on() -> None:
+    assert not set(TRAINING_STRUCTURES) & set(HELD_OUT_STRUCTURES)
+    for name in ("bladder", "rectum", "sacrum", "hip_left", "femur_right", "lumbar_spine"):
+        assert name in HELD_OUT_STRUCTURES
+    cases, validation = load_cases(tiny_config(), None, None)
+    for case in cases + validation:
+        assert CTV in case.structures
+        assert not set(case.structures) & set(HELD_OUT_STRUCTURES)
+
+
+def test_batches_are_seeded_padded_and_fully_supervised() -> None:
+    config = tiny_config()
+    cases, _ = load_cases(config, None, None)
+    inputs, target, weight = training_batch(cases, config, iteration=5)
+    assert inputs.shape == (2, len(INPUT_CHANNELS), 16, 16, 16)
+    assert target.shape == weight.shape == (2, 1, 16, 16, 16)
+    assert set(torch.unique(weight).tolist()) <= {0.0, 1.0} and weight.sum() > 0
+    known = inputs[:, 2:3] > 0
+    # The drawing is input only; the target holds the structure beyond the annotated planes.
+    # On annotated planes the drawing (sampled at the slice's own position) and the target
+    # (the structure at the model plane's position) nearly agree.
+    assert (inputs[:, 1:2][known] == target[known]).float().mean() > 0.95
+    assert target[~known & (weight > 0)].sum() > 0
+    again = training_batch(cases, config, iteration=5)
+    assert all(torch.equal(a, b) for a, b in zip((inputs, target, weight), again, strict=True))
+    other = training_batch(cases, config, iteration=6)
+    assert not torch.equal(other[0], inputs)
+
+
+def test_a_tiny_run_exports_a_loadable_completion_model(tmp_path) -> None:
+    events: list[dict] = []
+    summary = train_completion(tiny_config(), tmp_path, progress=events.append)
+    model = load_completion_model(tmp_path / "completion")
+    assert tuple(model.card.input_channels) == INPUT_CHANNELS
+    assert model.grid.spacing_xyz_mm == (6.0, 6.0, 6.0)
+    assert model.card.training_data["held_out_structures"] == list(HELD_OUT_STRUCTURES)
+    assert summary.best_iteration in (2, 3) and 0.0 <= summary.best_dice <= 1.0
+    lines = (tmp_path / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == [1, 2, 3]
+    assert json.loads((tmp_path / "summary.json").read_text())["iterations"] == 3
+    assert events[-1]["event"] == "end"
+    assert np.isfinite([json.loads(line)["loss"] for line in lines]).all()
+    with pytest.raises(OutputError):
+        train_completion(tiny_config(), tmp_path)
