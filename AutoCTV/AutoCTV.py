@@ -1,24 +1,75 @@
 """AutoCTV: the 3D Slicer module (thin GUI and MRML glue over AutoCTVLib).
 
-All computation lives in ``AutoCTVLib`` (no Slicer imports there). This module converts between
-MRML nodes and the library, and shows results. It relies on Slicer 5.8 or newer (Python 3.12).
+All computation lives in ``AutoCTVLib`` (no Slicer imports there); the MRML glue and the logic
+that runs without a panel live in ``AutoCTVSlicerLib`` (tested on a bare MRML scene). This file
+holds what needs the running application: the module description, the parameter node, the panel,
+the application-only parts of the logic (DICOM database, SlicerRT, Segment Editor undo) and the
+self-test. It relies on Slicer 5.8 or newer (Python 3.12).
 """
 
 from __future__ import annotations
 
+import logging
+import pathlib
+import shutil
 import tempfile
+import traceback
+from typing import Annotated
 
+import qt
 import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+from slicer.util import VTKObservationMixin
+
+
+def _add_source_tree_library() -> None:
+    """Make ``AutoCTVLib`` importable when the module runs from a source checkout.
+
+    A built extension installs ``AutoCTVLib`` beside this file; during development Slicer loads
+    this file from the repository's ``AutoCTV/`` folder (Additional module paths) and the
+    library is one level up.
+    """
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("AutoCTVLib") is None:
+        root = pathlib.Path(__file__).resolve().parents[1]
+        if (root / "AutoCTVLib" / "__init__.py").is_file():
+            sys.path.append(str(root))
+
+
+_add_source_tree_library()
+
+from AutoCTVSlicerLib.child_process import POLL_INTERVAL_MS  # noqa: E402
+from AutoCTVSlicerLib.logic import (  # noqa: E402
+    COMPLETION_METHODS,
+    NETWORK_COMPLETION_METHODS,
+    AutoContourSettings,
+    AutoCTVCoreLogic,
+)
+
+logger = logging.getLogger(__name__)
 
 DISCLAIMER = (
     "The bundled model was trained on synthetic pelvic phantoms only. It is not for clinical use."
 )
+MODEL_SOURCES = ("Bundled model", "Model file")
+DEVICE_OPTIONS = ("auto", "cpu", "cuda")
+EXPORT_FORMATS = ("RTSTRUCT", "DICOM SEG")
+EXPORT_DESTINATIONS = ("DICOM database", "Folder")
+
+
+#
+# AutoCTV
+#
 
 
 class AutoCTV(ScriptedLoadableModule):
@@ -32,74 +83,714 @@ class AutoCTV(ScriptedLoadableModule):
         self.parent.contributors = ["AutoCTV developers"]
         self.parent.helpText = (
             "Contours the clinical target volume (CTV) on a radiotherapy planning CT with a 3D "
-            "U-Net, shows where the model is unsure, and completes a contour from a few "
-            "hand-drawn slices. " + DISCLAIMER
+            "U-Net, shows where the model is unsure (Monte-Carlo dropout heat map and a list of "
+            "slices to review), completes a contour from a few hand-drawn slices, and exports "
+            "DICOM RTSTRUCT and SEG. Results are ordinary segments, editable in the Segment "
+            "Editor. <b>" + DISCLAIMER + "</b>"
         )
         self.parent.acknowledgementText = (
             "Method after a thesis on deep-learning CTV segmentation for cervical cancer "
             "radiotherapy (3D U-Net with residual, squeeze-and-excitation and recurrent "
-            "refinement; quality-aware training on noisy labels) and Çiçek et al., 3D U-Net, 2016."
+            "refinement; quality-aware training on noisy labels, 'Pick-and-Learn', MICCAI 2019), "
+            "Çiçek et al., 3D U-Net (MICCAI 2016) and Gal and Ghahramani, Monte-Carlo dropout "
+            "(ICML 2016). It builds on 3D Slicer, PyTorch (through the PyTorch extension), "
+            "SimpleITK, pydicom and highdicom."
         )
 
 
-class AutoCTVWidget(ScriptedLoadableModuleWidget):
-    """The module panel. It only binds widgets to the logic."""
+#
+# AutoCTVParameterNode
+#
+
+
+@parameterNodeWrapper
+class AutoCTVParameterNode:
+    """The panel's settings, saved with the scene.
+
+    inputVolume - the CT to contour.
+    modelSource / modelFile - the bundled model or a model card/weights file.
+    device - auto, cpu or cuda.
+    outputSegmentation - None: a new segmentation node; else write into this one (asks first).
+    computeUncertainty / mcSamples - Monte-Carlo dropout uncertainty and its number of passes.
+    uncertaintyVolume / showHeatMap / heatMapOpacity - the heat map and how it is shown.
+    completionSegmentation / completionSegmentId / completionMethod - the drawn slices.
+    exportSegmentation / exportFormat / exportDestination / exportFolder - DICOM export.
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    modelSource: Annotated[str, Choice(list(MODEL_SOURCES))] = MODEL_SOURCES[0]
+    modelFile: pathlib.Path
+    device: Annotated[str, Choice(list(DEVICE_OPTIONS))] = "auto"
+    outputSegmentation: vtkMRMLSegmentationNode
+    computeUncertainty: bool = True
+    mcSamples: Annotated[int, WithinRange(2, 100)] = 20
+    uncertaintyVolume: vtkMRMLScalarVolumeNode
+    showHeatMap: bool = True
+    heatMapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    completionSegmentation: vtkMRMLSegmentationNode
+    completionSegmentId: str = ""
+    completionMethod: Annotated[str, Choice(list(COMPLETION_METHODS))] = "learned"
+    exportSegmentation: vtkMRMLSegmentationNode
+    exportFormat: Annotated[str, Choice(list(EXPORT_FORMATS))] = EXPORT_FORMATS[0]
+    exportDestination: Annotated[str, Choice(list(EXPORT_DESTINATIONS))] = EXPORT_DESTINATIONS[0]
+    exportFolder: pathlib.Path
+
+
+#
+# AutoCTVWidget
+#
+
+
+class AutoCTVWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel. It binds the widgets to the parameter node and calls the logic."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._job = None
+        self._jobKind = ""
+        self._preview = None  # (preview node, completed labelmap, segmentation node, segment ID)
+        self._pollTimer = None
+        self._shownHeatMap = None  # (CT ID, heat map ID, shown, opacity) last applied to views
+        self._modelInfoCache = (None, "")
+
+    # -- set-up -----------------------------------------------------------------------------
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        import qt
-
-        note = qt.QLabel(DISCLAIMER)
-        note.wordWrap = True
-        self.layout.addWidget(note)
-        self.phantomButton = qt.QPushButton("Load synthetic pelvic phantom")
-        self.phantomButton.toolTip = "Generate a seeded synthetic pelvic CT and load it."
-        self.phantomButton.connect("clicked(bool)", self.onLoadPhantom)
-        self.layout.addWidget(self.phantomButton)
-        self.layout.addStretch(1)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/AutoCTV.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = AutoCTVLogic()
+
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(POLL_INTERVAL_MS)
+        self._pollTimer.connect("timeout()", self.onPollJob)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.autoContourButton.connect("clicked(bool)", self.onAutoContourButton)
+        self.ui.reviewSlicesListWidget.connect("itemClicked(QListWidgetItem*)", self.onReviewSlice)
+        self.ui.sparseSegmentSelector.connect(
+            "currentNodeChanged(vtkMRMLNode*)", self.onSparseSegmentationChanged
+        )
+        self.ui.sparseSegmentSelector.connect(
+            "currentSegmentChanged(QString)", self.onSparseSegmentChanged
+        )
+        self.ui.previewCompletionButton.connect("clicked(bool)", self.onPreviewCompletion)
+        self.ui.applyCompletionButton.connect("clicked(bool)", self.onApplyCompletion)
+        self.ui.discardPreviewButton.connect("clicked(bool)", self.onDiscardPreview)
+        self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.ui.loadPhantomButton.connect("clicked(bool)", self.onLoadPhantom)
+        self.ui.progressBar.setVisible(False)
+
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+        if self._pollTimer is not None:
+            self._pollTimer.stop()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        if self._job is not None:
+            self._job.cancel()
+        self._preview = None
+        self._shownHeatMap = None
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if first:
+                self._parameterNode.inputVolume = first
+
+    def setParameterNode(self, parameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
+            self.ui.sparseSegmentSelector.setCurrentNode(self._parameterNode.completionSegmentation)
+            if self._parameterNode.completionSegmentId:
+                self.ui.sparseSegmentSelector.setCurrentSegmentID(
+                    self._parameterNode.completionSegmentId
+                )
+            self.updateGUI()
+
+    # -- reflecting the parameter node ------------------------------------------------------
+
+    def updateGUI(self, caller=None, event=None) -> None:
+        node = self._parameterNode
+        if node is None:
+            return
+        running = self._job is not None
+        useFile = node.modelSource == MODEL_SOURCES[1]
+        self.ui.modelFilePathLineEdit.setEnabled(useFile and not running)
+        self.ui.mcSamplesSpinBox.setEnabled(node.computeUncertainty and not running)
+        self.ui.modelInfoLabel.text = self._modelInfo()
+        if running and self._jobKind == "auto-contour":
+            self.ui.autoContourButton.text = "Cancel"
+            self.ui.autoContourButton.toolTip = "Stop the running auto-contouring."
+            self.ui.autoContourButton.enabled = True
+        else:
+            self.ui.autoContourButton.text = "Auto-contour"
+            self.ui.autoContourButton.toolTip = "Contour the CTV on the input CT."
+            self.ui.autoContourButton.enabled = bool(node.inputVolume) and not running
+        if running and self._jobKind == "completion":
+            self.ui.previewCompletionButton.text = "Cancel"
+            self.ui.previewCompletionButton.enabled = True
+        else:
+            self.ui.previewCompletionButton.text = "Preview"
+        self.ui.heatMapOpacitySlider.setEnabled(bool(node.uncertaintyVolume) and node.showHeatMap)
+        self._updateHeatMap()
+        self._updateReviewList()
+        hasDrawing = bool(node.completionSegmentation and node.completionSegmentId)
+        if not (running and self._jobKind == "completion"):
+            self.ui.previewCompletionButton.enabled = (
+                hasDrawing and bool(node.inputVolume) and not running
+            )
+        self.ui.applyCompletionButton.enabled = self._preview is not None and not running
+        self.ui.discardPreviewButton.enabled = self._preview is not None and not running
+        toFolder = node.exportDestination == EXPORT_DESTINATIONS[1]
+        self.ui.exportFolderPathLineEdit.setEnabled(toFolder)
+        self.ui.exportButton.enabled = (
+            bool(node.exportSegmentation and node.inputVolume)
+            and (not toFolder or _isSet(node.exportFolder))
+            and not running
+        )
+
+    def _modelInfo(self) -> str:
+        node = self._parameterNode
+        modelPath = node.modelFile if node.modelSource == MODEL_SOURCES[1] else None
+        if node.modelSource == MODEL_SOURCES[1] and not _isSet(modelPath):
+            return "Choose the model's .json card (its .safetensors weights must lie beside it)."
+        key = str(modelPath)
+        if self._modelInfoCache[0] != key:
+            try:
+                info = AutoCTVCoreLogic.model_summary(modelPath)
+            except Exception as error:  # a bad file is reported here, not as a pop-up
+                info = f"Model not usable: {error}"
+            self._modelInfoCache = (key, info)
+        return self._modelInfoCache[1]
+
+    def _settings(self) -> AutoContourSettings:
+        node = self._parameterNode
+        modelPath = node.modelFile if node.modelSource == MODEL_SOURCES[1] else None
+        return AutoContourSettings(
+            model_path=modelPath if _isSet(modelPath) else None,
+            device=node.device,
+            mc_samples=node.mcSamples if node.computeUncertainty else 0,
+        )
+
+    def _updateHeatMap(self) -> None:
+        """Apply the heat map settings to the slice views, only when they changed."""
+        node = self._parameterNode
+        heatMap = node.uncertaintyVolume
+        if heatMap is None or node.inputVolume is None:
+            return
+        state = (node.inputVolume.GetID(), heatMap.GetID(), node.showHeatMap, node.heatMapOpacity)
+        if state == self._shownHeatMap:
+            return
+        previous = self._shownHeatMap
+        if node.showHeatMap and previous is not None and previous[:3] == state[:3]:
+            self.logic.set_uncertainty_opacity(heatMap, node.heatMapOpacity)
+        elif node.showHeatMap:
+            self.logic.show_uncertainty(node.inputVolume, heatMap, node.heatMapOpacity)
+        else:
+            self.logic.hide_uncertainty(heatMap)
+        self._shownHeatMap = state
+
+    def _updateReviewList(self) -> None:
+        heatMap = self._parameterNode.uncertaintyVolume
+        slices = self.logic.review_slices_of(heatMap)
+        listed = [
+            self.ui.reviewSlicesListWidget.item(row).data(qt.Qt.UserRole)
+            for row in range(self.ui.reviewSlicesListWidget.count)
+        ]
+        if listed != slices:
+            self.ui.reviewSlicesListWidget.clear()
+            for rank, k in enumerate(slices, start=1):
+                item = qt.QListWidgetItem(f"{rank}. axial slice {k}")
+                item.setData(qt.Qt.UserRole, k)
+                self.ui.reviewSlicesListWidget.addItem(item)
+        score = self.logic.case_score_of(heatMap)
+        self.ui.caseScoreLabel.text = (
+            "-" if score is None else f"{score:.3f} bits (0 = sure, 1 = unsure)"
+        )
+
+    # -- auto-contouring --------------------------------------------------------------------
+
+    def onAutoContourButton(self) -> None:
+        if self._job is not None:
+            self.ui.statusLabel.text = "Cancelling..."
+            self._job.cancel()
+            return
+        node = self._parameterNode
+        output = node.outputSegmentation
+        replace = False
+        if self.logic.output_needs_confirmation(output):
+            replace = slicer.util.confirmOkCancelDisplay(
+                f"The segmentation '{output.GetName()}' already holds segments. AutoCTV will "
+                "replace its CTV segment (or add one). Continue?",
+                "AutoCTV: change an existing segmentation?",
+            )
+            if not replace:
+                self.ui.statusLabel.text = "Not started: the existing segmentation was kept."
+                return
+        with slicer.util.tryWithErrorDisplay("AutoCTV could not start.", waitCursor=True):
+            self.logic.ensureDependencies(["auto_contour"])
+            self._job = self.logic.start_auto_contour(
+                node.inputVolume,
+                self._settings(),
+                output_segmentation=output,
+                replace_confirmed=replace,
+                on_progress=self.onProgress,
+                on_finished=self.onAutoContourFinished,
+            )
+            self._startPolling("auto-contour", "Starting...")
+
+    def _startPolling(self, kind: str, status: str) -> None:
+        self._jobKind = kind
+        self.ui.progressBar.setValue(0)
+        self.ui.progressBar.setVisible(True)
+        self.ui.statusLabel.text = status
+        self._pollTimer.start()
+        self.updateGUI()
+
+    def _stopPolling(self) -> None:
+        self._pollTimer.stop()
+        self._job = None
+        self._jobKind = ""
+        self.ui.progressBar.setVisible(False)
+        self.updateGUI()
+
+    def onPollJob(self) -> None:
+        if self._job is None:
+            self._pollTimer.stop()
+            return
+        try:
+            self._job.poll()
+        except Exception as error:
+            self._stopPolling()
+            _showError("AutoCTV failed while reading the results.", error)
+
+    def onProgress(self, stage: str, fraction: float, message: str) -> None:
+        self.ui.progressBar.setValue(round(100 * fraction))
+        text = f"{stage}: {message}" if message else stage
+        if self._jobKind == "completion":
+            self.ui.completionStatusLabel.text = f"{text} ({round(100 * fraction)} %)"
+        else:
+            self.ui.statusLabel.text = text
+
+    def onAutoContourFinished(self, result, error: str) -> None:
+        cancelled = self._job is not None and self._job.cancelled
+        self._stopPolling()
+        if result is None:
+            if cancelled:
+                self.ui.statusLabel.text = "Cancelled. Nothing was changed."
+            else:
+                self.ui.statusLabel.text = "Failed."
+                slicer.util.errorDisplay(f"AutoCTV could not contour the CT.\n\n{error}")
+            return
+        node = self._parameterNode
+        node.exportSegmentation = result.segmentation_node
+        if result.uncertainty_node is not None:
+            node.uncertaintyVolume = result.uncertainty_node
+        self.ui.statusLabel.text = "Done: the CTV is ready for review and editing."
+        result.segmentation_node.CreateClosedSurfaceRepresentation()
+        self.updateGUI()
+
+    # -- uncertainty review -----------------------------------------------------------------
+
+    def onReviewSlice(self, item) -> None:
+        node = self._parameterNode
+        if node.inputVolume is None or item is None:
+            return
+        with slicer.util.tryWithErrorDisplay("Cannot show that slice."):
+            self.logic.jumpToSlice(node.inputVolume, int(item.data(qt.Qt.UserRole)))
+
+    # -- completion -------------------------------------------------------------------------
+
+    def onSparseSegmentationChanged(self, segmentationNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.completionSegmentation = segmentationNode
+
+    def onSparseSegmentChanged(self, segmentId) -> None:
+        node = self._parameterNode
+        if not node:
+            return
+        node.completionSegmentId = segmentId or ""
+        self.ui.completionStatusLabel.text = ""
+        if node.inputVolume and node.completionSegmentation and segmentId:
+            try:
+                drawn = self.logic.drawn_slices(
+                    node.inputVolume, node.completionSegmentation, segmentId
+                )
+                self.ui.completionStatusLabel.text = f"Drawn: {drawn}"
+            except Exception as error:  # an empty segment is normal while drawing
+                self.ui.completionStatusLabel.text = str(error)
+
+    def onPreviewCompletion(self) -> None:
+        if self._job is not None and self._jobKind == "completion":
+            self.ui.completionStatusLabel.text = "Cancelling..."
+            self._job.cancel()
+            return
+        node = self._parameterNode
+        self.onDiscardPreview()
+        method = node.completionMethod
+        with slicer.util.tryWithErrorDisplay(
+            "AutoCTV could not complete the drawing.", waitCursor=True
+        ):
+            # The library's completion package loads torch whatever the method.
+            features = ["auto_contour"]
+            if method not in NETWORK_COMPLETION_METHODS:
+                features.append("interpolation")
+            self.logic.ensureDependencies(features)
+            if method in NETWORK_COMPLETION_METHODS:
+                self._job = self.logic.start_completion(
+                    node.inputVolume,
+                    node.completionSegmentation,
+                    node.completionSegmentId,
+                    method,
+                    device=node.device,
+                    on_progress=self.onProgress,
+                    on_finished=self.onCompletionFinished,
+                )
+                self._startPolling("completion", "Completing...")
+            else:
+                completed = self.logic.complete(
+                    node.inputVolume, node.completionSegmentation, node.completionSegmentId, method
+                )
+                self._showPreview(completed, method)
+
+    def onCompletionFinished(self, completed, error: str) -> None:
+        cancelled = self._job is not None and self._job.cancelled
+        method = self._parameterNode.completionMethod
+        self._stopPolling()
+        if completed is None:
+            self.ui.completionStatusLabel.text = "Cancelled." if cancelled else "Failed."
+            if not cancelled:
+                slicer.util.errorDisplay(f"AutoCTV could not complete the drawing.\n\n{error}")
+            return
+        self._showPreview(completed, method)
+
+    def _showPreview(self, completed, method: str) -> None:
+        node = self._parameterNode
+        previewNode = self.logic.add_completion_preview(
+            node.inputVolume,
+            completed,
+            node.completionSegmentation,
+            node.completionSegmentId,
+            method,
+        )
+        self._preview = (
+            previewNode,
+            completed,
+            node.completionSegmentation,
+            node.completionSegmentId,
+        )
+        self.ui.completionStatusLabel.text = (
+            f"Preview ready ({method}): check it, then Apply to replace the drawn segment."
+        )
+        self.updateGUI()
+
+    def onApplyCompletion(self) -> None:
+        if self._preview is None:
+            return
+        previewNode, completed, segmentationNode, segmentId = self._preview
+        method = self._parameterNode.completionMethod
+        with slicer.util.tryWithErrorDisplay("AutoCTV could not apply the completion."):
+            self.logic.applyCompletionUndoable(
+                segmentationNode, segmentId, completed, self._parameterNode.inputVolume, method
+            )
+            self.logic.remove_node(previewNode)
+            self._preview = None
+            self.ui.completionStatusLabel.text = (
+                "Applied. Undo in the Segment Editor (Ctrl+Z) restores the drawn slices."
+            )
+        self.updateGUI()
+
+    def onDiscardPreview(self) -> None:
+        if self._preview is not None:
+            self.logic.remove_node(self._preview[0])
+            self._preview = None
+            self.ui.completionStatusLabel.text = ""
+        self.updateGUI()
+
+    # -- export -----------------------------------------------------------------------------
+
+    def onExport(self) -> None:
+        node = self._parameterNode
+        toFolder = node.exportDestination == EXPORT_DESTINATIONS[1]
+        with slicer.util.tryWithErrorDisplay("AutoCTV could not export.", waitCursor=True):
+            written = self.logic.exportSegmentation(
+                node.exportSegmentation,
+                node.inputVolume,
+                node.exportFormat,
+                folder=str(node.exportFolder) if toFolder else None,
+            )
+            where = f"to {node.exportFolder}" if toFolder else "into the DICOM database"
+            self.ui.exportStatusLabel.text = f"Exported {node.exportFormat} {where}: {written}"
+
+    # -- trying it out ----------------------------------------------------------------------
 
     def onLoadPhantom(self) -> None:
         with slicer.util.tryWithErrorDisplay("Failed to generate the phantom.", waitCursor=True):
-            self.logic.loadPhantom(seed=2026)
+            ctNode, _ = self.logic.load_phantom(slicer.mrmlScene, seed=2026)
+            slicer.util.setSliceViewerLayers(background=ctNode, fit=True)
+            self._parameterNode.inputVolume = ctNode
 
 
-class AutoCTVLogic(ScriptedLoadableModuleLogic):
-    """Everything the panel does, usable from the Python console and the self-test."""
+def _isSet(path) -> bool:
+    return path is not None and str(path) not in ("", ".")
 
-    def loadPhantom(self, seed: int = 2026, size_xyz=None, spacing_xyz_mm=None):
-        """Generate a phantom with AutoCTVLib and load its CT as a scalar volume node.
 
-        Returns the volume node. Slicer's own NIfTI reader does the LPS → RAS conversion.
+def _showError(message: str, error: Exception) -> None:
+    slicer.util.errorDisplay(f"{message}\n\n{error}", detailedText=traceback.format_exc())
+
+
+#
+# AutoCTVLogic
+#
+
+
+class AutoCTVLogic(ScriptedLoadableModuleLogic, AutoCTVCoreLogic):
+    """Everything the panel does, usable from the Python console and the self-test.
+
+    The computation and node handling come from ``AutoCTVSlicerLib.logic.AutoCTVCoreLogic``;
+    this class adds the parameter node and what needs the running application::
+
+        logic = slicer.util.getModuleLogic("AutoCTV")
+        result = logic.auto_contour(getNode("CT"), AutoContourSettings(mc_samples=20))
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        AutoCTVCoreLogic.__init__(self)
+
+    def getParameterNode(self):
+        return AutoCTVParameterNode(super().getParameterNode())
+
+    @staticmethod
+    def ensureDependencies(features) -> None:
+        """Install missing packages for ``features`` after asking (see ``dependencies``)."""
+        from AutoCTVSlicerLib.dependencies import ensure_in_slicer
+
+        ensure_in_slicer(features)
+
+    def jumpToSlice(self, ctNode, k: int) -> None:
+        """Show axial slice ``k`` of the CT in every slice view, centred (IJKToRAS of slice
+        k's centre, then ``vtkMRMLSliceNode.JumpAllSlices``, as markups' JumpSlicesToLocation
+        does)."""
+        self.jump_to_slice(ctNode, k)
+
+    def applyCompletionUndoable(self, segmentationNode, segmentId, completed, ctNode, method):
+        """Apply a completion so that the Segment Editor's Undo restores the drawn slices."""
+        editorWidget = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+        editorWidget.setSegmentationNode(segmentationNode)
+        editorWidget.setSourceVolumeNode(ctNode)
+        editorWidget.setCurrentSegmentID(segmentId)
+        editorWidget.saveStateForUndo()
+        # The Segment Editor now holds the previous state; the logic's own history is extra.
+        self.apply_completion(segmentationNode, segmentId, completed, ctNode, method=method)
+
+    # -- export ---------------------------------------------------------------------------
+
+    def exportSegmentation(self, segmentationNode, ctNode, exportFormat: str, folder=None) -> str:
+        """Export as RTSTRUCT or DICOM SEG into ``folder``, or the DICOM database when None.
+
+        RTSTRUCT goes through the library when it can run here (it references the CT's own DICOM
+        series and records provenance), otherwise through SlicerRT when that is installed.
+        Returns the written file's name.
         """
-        from AutoCTVLib.phantom import PhantomConfig, generate_phantom, write_phantom
+        from AutoCTVSlicerLib.dependencies import MissingDependencyError, ensure_in_slicer
 
-        options = {"seed": seed}
-        if size_xyz is not None:
-            options["size_xyz"] = tuple(size_xyz)
-        if spacing_xyz_mm is not None:
-            options["spacing_xyz_mm"] = tuple(spacing_xyz_mm)
-        phantom = generate_phantom(PhantomConfig(**options))
-        with tempfile.TemporaryDirectory() as folder:
-            written = write_phantom(phantom, folder)
-            node = slicer.util.loadVolume(str(written["ct"]), {"name": f"Phantom CT {seed}"})
-        return node
+        target = (
+            pathlib.Path(folder) if folder else pathlib.Path(tempfile.mkdtemp(prefix="AutoCTV-"))
+        )
+        try:
+            if exportFormat == "RTSTRUCT":
+                try:
+                    ensure_in_slicer(["rtstruct_export"])
+                    written = self.export_rtstruct(segmentationNode, ctNode, target).object_file
+                except MissingDependencyError:
+                    if not self.slicerRtAvailable():
+                        raise
+                    written = self.exportRtstructWithSlicerRT(segmentationNode, ctNode, target)
+            else:
+                ensure_in_slicer(["dicom_seg_export"])
+                written = self.export_dicom_seg(segmentationNode, ctNode, target).object_file
+            if folder is None:
+                self.importIntoDicomDatabase(target)
+            return pathlib.Path(written).name
+        finally:
+            if folder is None:
+                shutil.rmtree(target, ignore_errors=True)
+
+    @staticmethod
+    def slicerRtAvailable() -> bool:
+        try:
+            import DicomRtImportExportPlugin  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    @staticmethod
+    def exportRtstructWithSlicerRT(segmentationNode, ctNode, folder: pathlib.Path) -> str:
+        """RTSTRUCT (with a new copy of the CT series) through SlicerRT's DICOM RT exporter."""
+        import DicomRtImportExportPlugin
+
+        from AutoCTVLib.errors import OutputError
+
+        hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
+        ctItem = hierarchy.GetItemByDataNode(ctNode)
+        segmentationItem = hierarchy.GetItemByDataNode(segmentationNode)
+        studyItem = hierarchy.GetItemParent(ctItem)
+        studyLevel = slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelStudy()
+        if hierarchy.GetItemLevel(studyItem) != studyLevel:
+            patientItem = hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), ctNode.GetName())
+            studyItem = hierarchy.CreateStudyItem(patientItem, "AutoCTV export")
+            hierarchy.SetItemParent(ctItem, studyItem)
+        hierarchy.SetItemParent(segmentationItem, studyItem)
+        exporter = DicomRtImportExportPlugin.DicomRtImportExportPluginClass()
+        exportables = exporter.examineForExport(ctItem) + exporter.examineForExport(
+            segmentationItem
+        )
+        for exportable in exportables:
+            exportable.directory = str(folder)
+        message = exporter.export(exportables)
+        if message:
+            raise OutputError(f"SlicerRT could not export the RTSTRUCT: {message}")
+        import pydicom
+
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            try:
+                if pydicom.dcmread(path, stop_before_pixels=True).Modality == "RTSTRUCT":
+                    return path.name
+            except Exception:  # not a DICOM file
+                continue
+        raise OutputError(f"SlicerRT reported success but wrote no RTSTRUCT into {folder}")
+
+    @staticmethod
+    def importIntoDicomDatabase(folder: pathlib.Path) -> None:
+        """Copy the DICOM files of ``folder`` into Slicer's DICOM database."""
+        from DICOMLib import DICOMUtils
+
+        from AutoCTVLib.errors import OutputError
+
+        database = getattr(slicer, "dicomDatabase", None)
+        if database is None or not database.isOpen:
+            raise OutputError(
+                "Slicer's DICOM database is not open; open the DICOM module once, or export to "
+                "a folder"
+            )
+        if not DICOMUtils.importDicom(str(folder), database, copyFiles=True):
+            raise OutputError("the DICOM files could not be imported into the DICOM database")
+
+
+#
+# AutoCTVTest
+#
 
 
 class AutoCTVTest(ScriptedLoadableModuleTest):
-    """Self-test for Slicer's test harness."""
+    """Self-test for Slicer's test harness: contour, uncertainty, completion, export."""
 
     def setUp(self) -> None:
         slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
         self.setUp()
-        self.test_load_phantom()
+        self.test_auto_contour_review_complete_export()
 
-    def test_load_phantom(self) -> None:
-        node = AutoCTVLogic().loadPhantom(seed=7, size_xyz=(64, 64, 24), spacing_xyz_mm=(4, 4, 5))
-        array = slicer.util.arrayFromVolume(node)
-        self.assertEqual(array.shape, (24, 64, 64))
-        self.assertLess(array.min(), -900)  # air around the body
-        self.assertGreater(array.max(), 300)  # bone
-        self.delayDisplay("AutoCTV phantom test passed")
+    def test_auto_contour_review_complete_export(self) -> None:
+        import numpy as np
+        import pydicom
+
+        from AutoCTVLib.metrics import dice
+        from AutoCTVLib.models import read_card
+        from AutoCTVSlicerLib.segmentation_nodes import add_segmentation_node, labelmap_from_segment
+
+        self.delayDisplay("Checking dependencies")
+        logic = AutoCTVLogic()
+        logic.ensureDependencies(["auto_contour", "interpolation"])
+        card = read_card(logic.resolve_model(None))
+
+        self.delayDisplay("Generating a synthetic phantom on the model's voxel size")
+        spacing = tuple(float(s) for s in card.preprocessing["spacing_xyz_mm"])
+        # The phantom generator's default field of view (500 × 500 × 300 mm) at that voxel size.
+        size = tuple(round(extent / s) for extent, s in zip((500, 500, 300), spacing, strict=True))
+        ctNode, reference = logic.load_phantom(slicer.mrmlScene, 17, size, spacing)
+
+        self.delayDisplay("Auto-contouring with uncertainty in a child process")
+        job = logic.start_auto_contour(ctNode, AutoContourSettings(device="cpu", mc_samples=4))
+        result = job.wait(timeout_s=900)
+        self.assertIsNotNone(result, job.error_message)
+        predicted = labelmap_from_segment(result.segmentation_node, result.segment_id, ctNode)
+        ctvDice = dice(predicted, reference)
+        logging.info("AutoCTV self-test: Dice against the phantom's CTV %.3f", ctvDice)
+        self.assertGreater(ctvDice, 0.5)
+        segment = result.segmentation_node.GetSegmentation().GetSegment(result.segment_id)
+        self.assertEqual(segment.GetName(), "CTV")
+        self.assertIsNotNone(result.uncertainty_node)
+        self.assertEqual(
+            result.uncertainty_node.GetImageData().GetDimensions(),
+            ctNode.GetImageData().GetDimensions(),
+        )
+        self.assertGreater(logic.show_uncertainty(ctNode, result.uncertainty_node, 0.4), 0)
+        if result.slices_to_review:
+            logic.jumpToSlice(ctNode, result.slices_to_review[0])
+
+        self.delayDisplay("Completing a CTV drawn on every sixth slice")
+        sparse = np.zeros_like(reference)
+        sparse[::6] = reference[::6]
+        drawn = add_segmentation_node(sparse, ctNode, node_name="drawn")
+        drawnId = drawn.GetSegmentation().GetNthSegmentID(0)
+        completed = logic.complete(ctNode, drawn, drawnId, "interpolate")
+        self.assertGreater(dice(completed, reference), dice(sparse, reference))
+        history = logic.apply_completion(drawn, drawnId, completed, ctNode)
+        self.assertTrue(np.array_equal(labelmap_from_segment(drawn, drawnId, ctNode), completed))
+        history.RestorePreviousState()
+        self.assertTrue(np.array_equal(labelmap_from_segment(drawn, drawnId, ctNode), sparse))
+
+        self.delayDisplay("Exporting RTSTRUCT")
+        from AutoCTVSlicerLib.dependencies import MissingDependencyError
+
+        folder = pathlib.Path(tempfile.mkdtemp(prefix="AutoCTVTest-"))
+        try:
+            name = logic.exportSegmentation(
+                result.segmentation_node, ctNode, "RTSTRUCT", str(folder)
+            )
+            dataset = pydicom.dcmread(next(folder.rglob(name)))
+            self.assertEqual(dataset.Modality, "RTSTRUCT")
+            self.assertIn("CTV", [roi.ROIName for roi in dataset.StructureSetROISequence])
+        except MissingDependencyError as error:
+            # Slicer 5.8/5.10 ship pydicom 2 and no SlicerRT: RTSTRUCT export cannot run there.
+            self.skipTest(f"RTSTRUCT export is not available in this Slicer: {error}")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            slicer.mrmlScene.Clear()
+        self.delayDisplay("AutoCTV self-test passed")

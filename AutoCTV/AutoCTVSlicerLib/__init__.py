@@ -15,6 +15,12 @@ Modules:
 * ``provenance``: model, settings and input identity stored as node attributes.
 * ``child_process``: runs the ``autoctv`` command as a cancellable child process tree
   (imports neither ``slicer`` nor Qt).
+* ``jobs``: a child ``autoctv predict`` / ``complete`` run in a temporary folder, outputs read
+  back onto the CT grid.
+* ``logic``: ``AutoCTVCoreLogic``, everything the panel does, without the panel.
+* ``views``: heat map over the CT in the slice views; jumping to a slice.
+* ``dicom_export``: RTSTRUCT and DICOM SEG export of segmentation nodes through the library.
+* ``dependencies``: which Python packages are missing, and installing them with consent.
 
 Nothing is imported here, so ``import AutoCTVSlicerLib.child_process`` works without MRML.
 """

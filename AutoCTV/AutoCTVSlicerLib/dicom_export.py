@@ -1,0 +1,412 @@
+"""DICOM RTSTRUCT and DICOM SEG export of segmentation nodes through the AutoCTV library.
+
+An RTSTRUCT or SEG must reference the CT images it was drawn on. Two cases:
+
+* The CT volume node came from DICOM (Slicer's DICOM module sets the node attribute
+  ``DICOM.instanceUIDs``): the headers of those images are read from the DICOM database (or any
+  ``file_for_instance`` lookup), sorted into slice order and checked against the node's grid;
+  the export then references the *original* series, which is what a planning system needs.
+* Otherwise (NIfTI, NRRD, a phantom, an edited volume): the CT is first written as a new DICOM
+  CT series into ``<out_dir>/CT…`` and the export references that series.
+
+Masks come from the segments on the CT's exact grid (see :mod:`.segmentation_nodes`); the
+segmentation's provenance (model, settings, input) goes into the RTSTRUCT's
+StructureSetDescription and the SEG's algorithm parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import slicer
+import vtk
+
+from AutoCTVLib import terminology as ctv_codes
+from AutoCTVLib.errors import InputError, OutputError, ReferenceMismatchError
+from AutoCTVLib.io.identity import SeriesIdentity
+from AutoCTVLib.volume import Geometry
+
+from .provenance import provenance_fields, read_provenance, voxel_sha256
+from .segmentation_nodes import labelmap_from_segment, segment_ids
+from .volume_nodes import volume_from_node
+
+logger = logging.getLogger(__name__)
+
+#: Node attribute Slicer's DICOM import sets: the SOP instance UIDs of the volume's images.
+DICOM_INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"
+_GRID_TOLERANCE_MM = 1e-3
+_DIRECTION_TOLERANCE = 1e-5
+
+FileForInstance = Callable[[str], str]
+
+#: Generic coded meaning for a segment that is not the CTV (SNOMED CT "Tissue", as Slicer's
+#: default terminology uses for both category and type).
+GENERIC_TISSUE = ctv_codes.CodedConcept("85756007", "SCT", "Tissue")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote.
+
+    Attributes:
+        files: the RTSTRUCT/SEG file and, when a CT series had to be written, its images.
+        object_file: the RTSTRUCT or SEG file itself.
+        ct_series_instance_uid: the CT series the object references.
+        ct_series_written: True when the CT was written as a new series for this export.
+    """
+
+    object_file: Path
+    ct_series_instance_uid: str
+    ct_series_written: bool
+    files: tuple[Path, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ReferencedCT:
+    """The DICOM CT series an export references, with its image headers in slice order."""
+
+    identity: SeriesIdentity
+    datasets: tuple
+    written: bool
+    files: tuple[Path, ...] = ()
+
+
+def default_file_for_instance() -> FileForInstance | None:
+    """Slicer's DICOM database lookup (SOP instance UID → file), if the application has one."""
+    database = getattr(slicer, "dicomDatabase", None)
+    if database is None or not getattr(database, "isOpen", False):
+        return None
+    return database.fileForInstance
+
+
+def dicom_instance_uids(volume_node) -> list[str]:
+    """The SOP instance UIDs Slicer's DICOM import recorded on the node (empty if none)."""
+    value = volume_node.GetAttribute(DICOM_INSTANCE_UIDS_ATTRIBUTE) or ""
+    return value.split()
+
+
+def dicom_series_of_node(
+    volume_node, file_for_instance: FileForInstance | None
+) -> ReferencedCT | None:
+    """The DICOM series a volume node was loaded from, or ``None`` when it has none.
+
+    Args:
+        volume_node: the CT volume node.
+        file_for_instance: maps a SOP instance UID to its file path ("" if unknown).
+
+    Raises:
+        InputError: the node names DICOM images that cannot be found or read.
+        ReferenceMismatchError: the images do not form the node's grid (the volume was
+            resampled or cropped after loading): export would put contours in the wrong place.
+    """
+    uids = dicom_instance_uids(volume_node)
+    if not uids or file_for_instance is None:
+        return None
+    import pydicom
+
+    from AutoCTVLib.io.dicom_ct import DicomHeader, series_identity, sort_and_check_slices
+
+    headers = []
+    for uid in uids:
+        path = file_for_instance(uid) or ""
+        if not path or not Path(path).is_file():
+            raise InputError(
+                f"the DICOM image {uid} of '{volume_node.GetName()}' is not in the DICOM "
+                "database any more; re-import the CT series and load it again"
+            )
+        headers.append(DicomHeader(Path(path), pydicom.dcmread(path, stop_before_pixels=True)))
+    series = sort_and_check_slices(headers)
+    node_geometry = volume_from_node(volume_node).geometry
+    if not _same_grid(series.geometry, node_geometry):
+        raise ReferenceMismatchError(
+            f"'{volume_node.GetName()}' no longer lies on the grid of its DICOM series (it was "
+            "resampled, cropped or moved); export the segmentation on the original CT"
+        )
+    identity = series_identity(series, Path(headers[0].path).parent)
+    datasets = tuple(header.dataset for header in series.headers)
+    return ReferencedCT(identity, datasets, written=False)
+
+
+def _same_grid(a: Geometry, b: Geometry) -> bool:
+    return (
+        a.shape_zyx == b.shape_zyx
+        and np.allclose(a.spacing_xyz_mm, b.spacing_xyz_mm, atol=_GRID_TOLERANCE_MM)
+        and np.allclose(a.origin_xyz_mm, b.origin_xyz_mm, atol=_GRID_TOLERANCE_MM)
+        and np.allclose(a.direction, b.direction, atol=_DIRECTION_TOLERANCE)
+    )
+
+
+def _dicom_name_part(text: str, limit: int) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9 _-]", "", text).strip()
+    return cleaned[:limit] or "Unnamed"
+
+
+def _series_in_folder(folder: Path, geometry: Geometry) -> ReferencedCT | None:
+    """The CT series already written in ``folder`` by an earlier export, if it fits the grid."""
+    from AutoCTVLib.io.dicom_ct import scan_dicom_files, series_identity, sort_and_check_slices
+
+    scan = scan_dicom_files(folder)
+    if not scan.headers:
+        return None
+    series = sort_and_check_slices(list(scan.headers))
+    if not _same_grid(series.geometry, geometry):
+        return None
+    identity = series_identity(series, folder)
+    files = tuple(sorted(header.path for header in series.headers))
+    datasets = tuple(header.dataset for header in series.headers)
+    return ReferencedCT(identity, datasets, written=True, files=files)
+
+
+def write_ct_for_export(volume_node, out_dir: Path) -> ReferencedCT:
+    """Write a CT node that has no DICOM origin as a new DICOM CT series under ``out_dir``.
+
+    The UIDs derive from the voxels and grid, and so does the folder name
+    (``CT_<12 hex digits>``): exporting the same CT again into the same folder reuses that
+    series instead of writing a duplicate. The patient ID is derived the same way; the patient
+    name is the node's name.
+    """
+    import pydicom
+
+    from AutoCTVLib.io.dicom_ct_write import write_ct_series
+
+    volume = volume_from_node(volume_node, dtype=np.float32)
+    digest = voxel_sha256(volume)
+    folder = out_dir / f"CT_{digest[:12]}"
+    if folder.is_dir() and any(folder.iterdir()):
+        existing = _series_in_folder(folder, volume.geometry)
+        if existing is not None:
+            logger.info("reusing CT series %s in %s", existing.identity.series_instance_uid, folder)
+            return existing
+        raise OutputError(f"{folder} already holds other files; export into another folder")
+    name = _dicom_name_part(volume_node.GetName() or "CT", 40)
+    identity = write_ct_series(
+        volume,
+        folder,
+        patient_id=f"AUTOCTV-{digest[:10].upper()}",
+        patient_name=f"AutoCTV^{name}",
+        study_description=f"AutoCTV export of {name}"[:64],
+        series_description=f"{name} (written by AutoCTV)"[:64],
+        uid_seed=digest,
+    )
+    files = tuple(sorted(path for path in folder.iterdir() if path.is_file()))
+    by_uid = {}
+    for path in files:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True)
+        by_uid[str(dataset.SOPInstanceUID)] = dataset
+    datasets = tuple(by_uid[ref.sop_instance_uid] for ref in identity.slices)
+    logger.info("wrote CT series %s to %s", identity.series_instance_uid, folder)
+    return ReferencedCT(identity, datasets, written=True, files=files)
+
+
+def referenced_ct(
+    volume_node, out_dir: Path, file_for_instance: FileForInstance | None
+) -> ReferencedCT:
+    """The CT series to reference: the node's own DICOM series, else a newly written one."""
+    found = dicom_series_of_node(volume_node, file_for_instance)
+    return found if found is not None else write_ct_for_export(volume_node, out_dir)
+
+
+def _segment_color_255(segment) -> tuple[int, int, int]:
+    return tuple(round(min(1.0, max(0.0, float(c))) * 255) for c in segment.GetColor())
+
+
+def is_ctv_segment(segment) -> bool:
+    """True for a segment named "CTV…" or coded as Clinical Target Volume (SCT 228792002)."""
+    tag = vtk.reference("")
+    coded = segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), tag) and (
+        ctv_codes.CTV_TYPE.value in str(tag)
+    )
+    return bool(coded) or segment.GetName().strip().upper().startswith("CTV")
+
+
+def _generation(segmentation_node) -> tuple[str, str]:
+    """(RT ROI generation algorithm, description) from the node's provenance."""
+    try:
+        provenance = read_provenance(segmentation_node)
+    except ValueError:
+        provenance = None
+    if provenance is None:
+        return "MANUAL", ""
+    algorithm = "SEMIAUTOMATIC" if provenance.result_kind.startswith("completion") else "AUTOMATIC"
+    return algorithm, f"{provenance.model_name} {provenance.model_version}"[:64]
+
+
+def _provenance_strings(segmentation_node) -> dict[str, str]:
+    try:
+        provenance = read_provenance(segmentation_node)
+    except ValueError:
+        return {}
+    return provenance_fields(provenance) if provenance is not None else {}
+
+
+def _new_file(out_dir: Path, prefix: str, name: str) -> Path:
+    """``<prefix>_<name>_<date-time>.dcm`` in ``out_dir``, numbered if that name is taken."""
+    stem = f"{prefix}_{name.replace(' ', '_')}_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    path, number = out_dir / f"{stem}.dcm", 2
+    while path.exists():
+        path, number = out_dir / f"{stem}_{number}.dcm", number + 1
+    return path
+
+
+def _chosen_segment_ids(segmentation_node, wanted: Sequence[str] | None) -> list[str]:
+    available = segment_ids(segmentation_node)
+    if wanted is None:
+        return available
+    unknown = [segment_id for segment_id in wanted if segment_id not in available]
+    if unknown:
+        raise InputError(
+            f"segmentation '{segmentation_node.GetName()}' has no segment(s) {', '.join(unknown)}"
+        )
+    return list(wanted)
+
+
+def export_rtstruct(
+    segmentation_node,
+    ct_node,
+    out_dir: str | Path,
+    *,
+    segment_ids_to_export: Sequence[str] | None = None,
+    file_for_instance: FileForInstance | None = None,
+) -> ExportResult:
+    """Write the non-empty segments of ``segmentation_node`` as an RTSTRUCT on ``ct_node``.
+
+    Args:
+        segmentation_node: the segmentation to export (every segment, or the chosen ones).
+        ct_node: the CT the segments were drawn on.
+        out_dir: folder to write into (created if missing).
+        segment_ids_to_export: segment IDs to export (default: all non-empty segments).
+        file_for_instance: SOP instance UID → file lookup for CTs loaded from DICOM (default:
+            Slicer's DICOM database when the application has one).
+
+    Raises:
+        OutputError: nothing to export (every chosen segment is empty).
+        InputError, ReferenceMismatchError: see :func:`dicom_series_of_node`.
+    """
+    from AutoCTVLib.io.rtstruct_write import RoiSpec, write_rtstruct
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if file_for_instance is None:
+        file_for_instance = default_file_for_instance()
+    algorithm, description = _generation(segmentation_node)
+    segmentation = segmentation_node.GetSegmentation()
+    rois = []
+    for segment_id in _chosen_segment_ids(segmentation_node, segment_ids_to_export):
+        mask = labelmap_from_segment(segmentation_node, segment_id, ct_node).astype(bool)
+        if not mask.any():
+            continue
+        segment = segmentation.GetSegment(segment_id)
+        rois.append(
+            RoiSpec(
+                name=segment.GetName()[:64],
+                mask_zyx=mask,
+                color_rgb=_segment_color_255(segment),
+                interpreted_type="CTV" if is_ctv_segment(segment) else "ORGAN",
+                generation_algorithm=algorithm,
+                generation_description=description,
+            )
+        )
+    if not rois:
+        raise OutputError(
+            f"every segment of '{segmentation_node.GetName()}' is empty; nothing to export"
+        )
+    reference = referenced_ct(ct_node, out_dir, file_for_instance)
+    geometry = volume_from_node(ct_node).geometry
+    name = _dicom_name_part(segmentation_node.GetName() or "AutoCTV", 40)
+    path = _new_file(out_dir, "RS", name)
+    write_rtstruct(
+        rois,
+        reference.identity,
+        geometry,
+        path,
+        series_description=f"AutoCTV {name} {description}".strip()[:64],
+        structure_set_label="AutoCTV",
+        provenance=_provenance_strings(segmentation_node) or None,
+        overwrite=False,
+    )
+    logger.info("exported %d ROI(s) of %s to %s", len(rois), segmentation_node.GetName(), path)
+    return ExportResult(
+        object_file=path,
+        ct_series_instance_uid=reference.identity.series_instance_uid,
+        ct_series_written=reference.written,
+        files=(path, *reference.files),
+    )
+
+
+def export_dicom_seg(
+    segmentation_node,
+    ct_node,
+    out_dir: str | Path,
+    *,
+    segment_id: str | None = None,
+    file_for_instance: FileForInstance | None = None,
+) -> ExportResult:
+    """Write one segment (default: the CTV segment, else the first) as a DICOM SEG on ``ct_node``.
+
+    Raises:
+        OutputError: the segment is empty, or highdicom is missing.
+        InputError, ReferenceMismatchError: see :func:`dicom_series_of_node`.
+    """
+    from AutoCTVLib.io.dicom_seg_write import write_dicom_seg
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if file_for_instance is None:
+        file_for_instance = default_file_for_instance()
+    segmentation = segmentation_node.GetSegmentation()
+    available = segment_ids(segmentation_node)
+    if not available:
+        raise OutputError(f"segmentation '{segmentation_node.GetName()}' has no segments")
+    if segment_id is None:
+        ctv_ids = [i for i in available if is_ctv_segment(segmentation.GetSegment(i))]
+        segment_id = (ctv_ids or available)[0]
+    segment = segmentation.GetSegment(segment_id)
+    if segment is None:
+        raise InputError(
+            f"segmentation '{segmentation_node.GetName()}' has no segment {segment_id}"
+        )
+    mask = labelmap_from_segment(segmentation_node, segment_id, ct_node).astype(bool)
+    if not mask.any():
+        raise OutputError(f"segment '{segment.GetName()}' is empty; nothing to export")
+    reference = referenced_ct(ct_node, out_dir, file_for_instance)
+    try:
+        provenance = read_provenance(segmentation_node)
+    except ValueError:
+        provenance = None
+    model_name = provenance.model_name if provenance else "manual"
+    model_version = provenance.model_version if provenance else "1"
+    parameters = dict(provenance.settings) if provenance else {}
+    if provenance:
+        parameters["model_sha256"] = provenance.model_sha256
+    name = _dicom_name_part(segmentation_node.GetName() or "AutoCTV", 40)
+    path = _new_file(out_dir, "SEG", name)
+    coded = (
+        {}
+        if is_ctv_segment(segment)
+        else {"category": GENERIC_TISSUE, "segment_type": GENERIC_TISSUE}
+    )
+    write_dicom_seg(
+        mask,
+        list(reference.datasets),
+        path,
+        algorithm_name=model_name,
+        algorithm_version=model_version,
+        segment_label=segment.GetName()[:64],
+        content_label="AUTOCTV",
+        algorithm_parameters=parameters,
+        color_rgb=_segment_color_255(segment),
+        overwrite=False,
+        **coded,
+    )
+    return ExportResult(
+        object_file=path,
+        ct_series_instance_uid=reference.identity.series_instance_uid,
+        ct_series_written=reference.written,
+        files=(path, *reference.files),
+    )

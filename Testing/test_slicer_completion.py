@@ -1,0 +1,118 @@
+"""Completion from hand-drawn slices through the Slicer module's logic (slicer-core scene).
+
+Kept apart from ``test_slicer_logic.py`` because the "interpolate" method loads ITK, which takes
+most of this file's run time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_geometry
+from mrml_support import new_scene, scene_node_ids
+
+from AutoCTVLib.volume import Volume
+from AutoCTVSlicerLib.logic import AutoCTVCoreLogic
+from AutoCTVSlicerLib.segmentation_nodes import add_segmentation_node
+from AutoCTVSlicerLib.volume_nodes import add_volume_node, volume_from_node
+
+pytestmark = pytest.mark.mrml
+
+SHAPE_ZYX = (12, 20, 22)
+
+
+def _ct_and_target() -> tuple[Volume, np.ndarray]:
+    geometry = make_geometry("oblique", shape_zyx=SHAPE_ZYX, spacing_xyz_mm=(2.0, 2.0, 3.0))
+    z, y, x = np.indices(SHAPE_ZYX, dtype=float)
+    target = ((z - 6) / 4.5) ** 2 + ((y - 10) / 6) ** 2 + ((x - 11) / 7) ** 2 < 1
+    ct_hu = np.where(target, 60.0, 20.0) + np.random.default_rng(2).normal(0, 5, SHAPE_ZYX)
+    return Volume(ct_hu.astype(np.float32), geometry), target.astype(np.uint8)
+
+
+def test_interpolation_completion_matches_the_library():
+    from AutoCTVLib.completion import METHODS, complete
+    from AutoCTVLib.metrics import dice
+    from AutoCTVSlicerLib.logic import COMPLETION_METHODS
+
+    assert tuple(COMPLETION_METHODS) == tuple(METHODS)
+    scene = new_scene()
+    ct, target = _ct_and_target()
+    ct_node = add_volume_node(ct, "CT", scene)
+    drawn = np.zeros_like(target)
+    drawn[::2] = target[::2]
+    node = add_segmentation_node(drawn, ct_node, node_name="drawn by hand")
+    segment_id = node.GetSegmentation().GetNthSegmentID(0)
+    before = scene_node_ids(scene)
+    progress = []
+    completed = AutoCTVCoreLogic().complete(
+        ct_node, node, segment_id, "interpolate", progress=lambda *event: progress.append(event)
+    )
+    assert scene_node_ids(scene) == before  # nothing changed until applied
+    ct = volume_from_node(ct_node, dtype=np.float32)
+    expected = complete(ct, Volume(drawn, ct.geometry), method="interpolate").mask.array
+    assert np.array_equal(completed, expected)
+    painted = drawn.any(axis=(1, 2))
+    assert np.array_equal(completed[painted], drawn[painted])  # drawn slices kept as drawn
+    assert dice(completed, target) > dice(drawn, target) + 0.1
+    assert progress and progress[-1][1] == 1.0
+    with pytest.raises(ValueError, match="completion method"):
+        AutoCTVCoreLogic().complete(ct_node, node, segment_id, "magic")
+
+
+def test_child_completion_reports_a_wrong_model_and_cleans_up(tmp_path):
+    """A real ``autoctv complete`` child: inputs written, arguments accepted, the library's
+    one-line error delivered, the work folder removed and the scene left as it was."""
+    import torch
+
+    from AutoCTVLib.models import SYNTHETIC_DISCLAIMER, ModelCard, ctv_label, save_model
+    from AutoCTVLib.nn import build_network, thesis_config
+
+    config = thesis_config(channels=(4, 8), recurrent_steps=1)
+    network = build_network(config, seed=0).eval()
+    card = ModelCard(
+        name="not-a-completion-model",
+        version="1",
+        architecture=config.to_dict(),
+        preprocessing={"spacing_xyz_mm": [4.0, 4.0, 4.0], "hu_window": [-1000.0, 1600.0]},
+        labels=(ctv_label(),),
+        training_data={},
+        metrics={},
+        intended_use="tests",
+        disclaimer=SYNTHETIC_DISCLAIMER,
+    )
+    with torch.no_grad():
+        save_model(network, card, tmp_path / "ctv")
+    scene = new_scene()
+    ct, target = _ct_and_target()
+    ct_node = add_volume_node(ct, "CT", scene)
+    drawn = np.zeros_like(target)
+    drawn[::3] = target[::3]
+    node = add_segmentation_node(drawn, ct_node)
+    before = scene_node_ids(scene)
+    finished = []
+    job = AutoCTVCoreLogic().start_completion(
+        ct_node,
+        node,
+        node.GetSegmentation().GetNthSegmentID(0),
+        "learned",
+        device="cpu",
+        model_path=tmp_path / "ctv.json",
+        on_finished=lambda result, error: finished.append((result, error)),
+    )
+    work_dir = job.work_dir
+    assert (work_dir / "ct.nrrd").is_file() and (work_dir / "sparse.nrrd").is_file()
+    assert job.wait(timeout_s=120) is None
+    assert len(finished) == 1 and finished[0][0] is None
+    assert "completion model" in finished[0][1] and "\n" not in finished[0][1]
+    assert not work_dir.exists()
+    assert scene_node_ids(scene) == before
+
+
+def test_completion_progress_lines_are_read_as_progress():
+    """``autoctv complete --progress json`` writes {"event": "progress", ...} lines."""
+    from AutoCTVSlicerLib.child_process import parse_progress_line
+
+    line = '{"event": "progress", "fraction": 0.25, "message": "interpolating"}'
+    assert parse_progress_line(line) == ("progress", 0.25, "interpolating")
+    assert parse_progress_line('{"event": "done", "fraction": 1.0}') is None
+    assert parse_progress_line('{"fraction": 0.5}') is None
