@@ -1,0 +1,57 @@
+"""Where the bundled CTV model lives, and a clear error when it is not there.
+
+The bundled model is ``ctv_pelvis_phantom.safetensors`` with its card
+``ctv_pelvis_phantom.json`` in a ``Resources/Models`` folder. It is looked for
+
+1. beside the library: ``<folder holding AutoCTVLib>/Resources/Models`` — the repository root
+   in a source checkout, and the Slicer module's folder in an installed extension (the library
+   is installed next to the scripted module, whose resources sit in ``Resources/``);
+2. in the Slicer module's source folder: ``<repository>/AutoCTV/Resources/Models``.
+
+No environment variable is consulted; pass an explicit path (``--model FILE``) to use another
+model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from AutoCTVLib.errors import ModelFileError
+
+BUNDLED_MODEL_STEM = "ctv_pelvis_phantom"
+_MODEL_FOLDERS = (Path("Resources") / "Models", Path("AutoCTV") / "Resources" / "Models")
+
+
+def bundled_model_candidates() -> list[Path]:
+    """Every place the bundled weights file is looked for, in order."""
+    library_parent = Path(__file__).resolve().parents[2]
+    return [
+        library_parent / folder / f"{BUNDLED_MODEL_STEM}.safetensors" for folder in _MODEL_FOLDERS
+    ]
+
+
+def find_bundled_model() -> Path:
+    """Path of the bundled model's weights file (its card lies beside it).
+
+    Raises:
+        ModelFileError: no bundled model is installed; the message says how to get one.
+    """
+    candidates = bundled_model_candidates()
+    for weights in candidates:
+        if weights.is_file() and weights.with_suffix(".json").is_file():
+            return weights
+    raise ModelFileError(
+        f"the bundled model {BUNDLED_MODEL_STEM} is not installed (looked in "
+        f"{candidates[0].parent}); train one with 'autoctv train' and copy its model "
+        f".safetensors and .json there as {BUNDLED_MODEL_STEM}.*, or pass --model FILE"
+    )
+
+
+def resolve_model_path(path: str | Path | None) -> Path:
+    """``path`` when given (it must exist), else the bundled model."""
+    if path is None:
+        return find_bundled_model()
+    candidate = Path(path).expanduser()
+    if not candidate.exists() and not candidate.with_suffix(".safetensors").exists():
+        raise ModelFileError(f"model file {candidate} not found")
+    return candidate
