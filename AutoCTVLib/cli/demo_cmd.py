@@ -1,8 +1,16 @@
-"""``autoctv demo``: the main job on an embedded default (a generated pelvic phantom).
+"""``autoctv demo``: the main job end to end on a generated pelvic phantom.
 
-For now it generates a seeded phantom and writes it out (CT, CTV, structures, and with
-``--dicom`` a DICOM CT series plus RTSTRUCT). Once the bundled model ships, the demo contours
-the phantom with it and reports Dice against the phantom's reference.
+1. generate a seeded phantom (512×512×100 voxels at 0.98×0.98×3 mm by default);
+2. write it to ``OUT/phantom/`` as NIfTI and as a DICOM CT series with an RTSTRUCT;
+3. contour the DICOM series with the bundled model (``--model`` picks another) and write every
+   output format to ``OUT/prediction/`` (NIfTI, .seg.nrrd, RTSTRUCT and DICOM SEG referencing
+   the phantom's series, report.json);
+4. draw ``OUT/overview.png`` (CT, predicted and reference CTV, uncertainty on a few slices);
+5. print Dice and HD95 against the phantom's reference CTV.
+
+Without a bundled model (and no ``--model``) the demo still generates and writes the phantom,
+then says that contouring needs the model and how to get one, and exits 0.
+Synthetic data only; the bundled model is not for clinical use.
 """
 
 from __future__ import annotations
@@ -10,41 +18,259 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from AutoCTVLib.errors import InputError, ModelFileError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from AutoCTVLib.phantom import Phantom
+    from AutoCTVLib.predict.predictor import Prediction
 
 ORDER = 0
+OVERVIEW_NAME = "overview.png"
+#: What the demo writes into its folder; an earlier demo's outputs are replaced without asking.
+DEMO_ENTRIES = frozenset({"phantom", "prediction", OVERVIEW_NAME})
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="generate a synthetic pelvic phantom and run AutoCTV on it",
+        help="contour a generated pelvic phantom end to end (synthetic data)",
         description=(
-            "Generate a seeded synthetic pelvic CT phantom (512×512×100 voxels at "
-            "0.98×0.98×3 mm by default) and write it to OUT_DIR. Synthetic data only."
+            "Generate a seeded synthetic pelvic CT phantom (512×512×100 voxels at 0.98×0.98×3 mm "
+            "by default), write it as NIfTI and DICOM, contour its CTV with the bundled model, "
+            "write every output format plus an overview picture, and print Dice and HD95 "
+            "against the phantom's reference. Synthetic data only."
         ),
     )
     parser.add_argument("-o", "--out", type=Path, default=Path("demo_out"), help="output folder")
     parser.add_argument("--seed", type=int, default=2026, help="phantom seed (default 2026)")
     parser.add_argument(
-        "--no-dicom", action="store_true", help="skip writing the DICOM CT series and RTSTRUCT"
+        "--uncertainty",
+        type=int,
+        default=20,
+        metavar="N",
+        help="Monte-Carlo dropout samples (default 20; 0 = off)",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="phantom grid in voxels (default 512 512 100)",
+    )
+    parser.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="phantom voxel spacing in mm (default 0.977 0.977 3)",
+    )
+    parser.add_argument("--model", type=Path, help="model .safetensors (default: the bundled one)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument(
+        "--progress", choices=("bar", "json", "none"), default="bar", help="progress display"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into OUT even if it holds other files (an earlier demo's are always replaced)",
     )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from AutoCTVLib.phantom import PhantomConfig, generate_phantom, write_phantom
+    from AutoCTVLib.predict.speed import prepare_process_environment
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    phantom = generate_phantom(PhantomConfig(seed=args.seed))
-    generated = time.perf_counter()
-    written = write_phantom(phantom, args.out, dicom=not args.no_dicom)
-    finished = time.perf_counter()
+    thp_status = prepare_process_environment()
+    from AutoCTVLib.cli.predict_cmd import check_arguments, run_prediction_job
+    from AutoCTVLib.models.bundled import resolve_model_path
+
+    check_arguments(args.uncertainty, args.device, args.threads, 0)
+    try:
+        model_path: Path | None = resolve_model_path(args.model)
+    except ModelFileError as missing:
+        if args.model is not None:
+            raise
+        model_path, model_missing = None, str(missing)
+    out_dir: Path = args.out
+    foreign = sorted(
+        entry.name
+        for entry in (out_dir.iterdir() if out_dir.is_dir() else ())
+        if entry.name not in DEMO_ENTRIES
+    )
+    if foreign and not args.overwrite:
+        raise InputError(
+            f"{out_dir} holds files the demo did not write ({', '.join(foreign[:3])}); choose "
+            "another folder or add --overwrite"
+        )
+    if not out_dir.parent.is_dir():
+        raise InputError(f"cannot create {out_dir}: folder {out_dir.parent} does not exist")
+    out_dir.mkdir(exist_ok=True)
+
+    phantom, generate_s = _generate(args)
     geometry = phantom.ct.geometry
     ctv_ml = float(phantom.ctv.array.sum()) * geometry.voxel_volume_ml
-    print(f"phantom (seed {args.seed}): {geometry.describe()}, CTV {ctv_ml:.0f} mL")
-    print(f"generated in {generated - started:.1f} s, written in {finished - generated:.1f} s")
-    for name, path in sorted(written.items()):
-        print(f"  {name:<18} {path}")
-    print("Synthetic phantom only; not patient data.")
+    print(
+        f"phantom (seed {args.seed}): {geometry.describe()}, reference CTV {ctv_ml:.0f} mL, "
+        f"generated in {generate_s:.1f} s"
+    )
+    from AutoCTVLib.phantom.write import write_phantom
+
+    mark = time.perf_counter()
+    written = write_phantom(phantom, out_dir / "phantom", dicom=True, overwrite=True)
+    print(f"phantom written to {out_dir / 'phantom'} in {time.perf_counter() - mark:.1f} s")
+    if model_path is None:
+        # The phantom part of the demo is complete; contouring needs the bundled model.
+        print(f"not contoured: {model_missing}")
+        print("Synthetic phantom only; not patient data.")
+        return 0
+
+    result = run_prediction_job(
+        input_path=written["dicom_ct"],
+        out_dir=out_dir / "prediction",
+        formats=("nifti", "seg.nrrd", "rtstruct", "dicom-seg"),
+        uncertainty=args.uncertainty,
+        device=args.device,
+        model=model_path,
+        progress_mode=args.progress,
+        threads=args.threads,
+        overwrite=True,
+        thp_status=thp_status,
+    )
+    prediction = result.prediction
+    _print_scores(prediction, phantom)
+    _write_overview(prediction, phantom, out_dir / OVERVIEW_NAME)
+    report = result.report
+    timings = report["timings_s"]
+    print(
+        f"contoured in {timings.get('total', 0.0):.1f} s (network {timings.get('network', 0):.1f} s"
+        + (f", uncertainty {timings['uncertainty']:.1f} s" if "uncertainty" in timings else "")
+        + f") on {report['settings'].get('device')}"
+    )
+    names = ", ".join(path.name for path in result.written.paths.values())
+    print(f"outputs in {out_dir / 'prediction'}: {names}; overview: {out_dir / OVERVIEW_NAME}")
+    print("Synthetic phantom and a model trained on phantoms only; not for clinical use.")
     return 0
+
+
+def _generate(args: argparse.Namespace) -> tuple[Phantom, float]:
+    from AutoCTVLib.phantom import PhantomConfig, generate_phantom
+
+    config = PhantomConfig(
+        seed=args.seed,
+        size_xyz=tuple(args.size) if args.size else None,
+        spacing_xyz_mm=tuple(args.spacing) if args.spacing else None,
+    )
+    started = time.perf_counter()
+    if args.progress == "bar":
+        print("generating the phantom ...", flush=True)
+    phantom = generate_phantom(config)
+    return phantom, time.perf_counter() - started
+
+
+def _reference_on(prediction: Prediction, phantom: Phantom) -> np.ndarray:
+    """The phantom's CTV on the prediction's grid (the DICOM read-back keeps the grid)."""
+    from AutoCTVLib.preprocess.resample import resample_to_geometry
+
+    if phantom.ctv.geometry.is_close(prediction.label.geometry):
+        return phantom.ctv.array
+    return resample_to_geometry(phantom.ctv, prediction.label.geometry, "nearest").array
+
+
+def _print_scores(prediction: Prediction, phantom: Phantom) -> None:
+    from AutoCTVLib.metrics import dice, hd95
+
+    reference = _reference_on(prediction, phantom)
+    geometry = prediction.label.geometry
+    dice_value = dice(prediction.label.array, reference)
+    hd95_value = hd95(prediction.label.array, reference, geometry.spacing_xyz_mm)
+    print(
+        f"Dice {dice_value:.3f}, HD95 {hd95_value:.1f} mm against the phantom's reference CTV "
+        f"(predicted {prediction.ctv_volume_ml:.0f} mL)"
+    )
+    if prediction.summary is not None:
+        slices = ", ".join(str(k) for k in prediction.slices_to_review) or "none"
+        print(
+            f"uncertainty: case score {prediction.summary.case_score:.3f} bits; slices to "
+            f"review (k): {slices}"
+        )
+
+
+def overview_slices(prediction: Prediction, reference: np.ndarray, count: int = 4) -> list[int]:
+    """Axial slices to draw: the review list first, then the largest reference CTV slice, then
+    evenly spread CTV slices (at most ``count``)."""
+    import numpy as np
+
+    chosen: list[int] = [int(k) for k in prediction.slices_to_review[: count - 1]]
+    areas = np.asarray(reference).reshape(reference.shape[0], -1).sum(axis=1)
+    if areas.any():
+        chosen.append(int(np.argmax(areas)))
+        present = np.flatnonzero(areas)
+        for k in np.linspace(present[0], present[-1], count + 2)[1:-1]:
+            chosen.append(int(np.rint(k)))
+    else:
+        chosen += [int(k) for k in np.linspace(0, reference.shape[0] - 1, count)]
+    unique: list[int] = []
+    for k in chosen:
+        if k not in unique:
+            unique.append(k)
+    return sorted(unique[:count])
+
+
+def _write_overview(prediction: Prediction, phantom: Phantom, path: Path) -> None:
+    """A PNG: CT with predicted (orange) and reference (green) CTV outlines, and the
+    uncertainty (entropy, bits) over the CT, for a few axial slices."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from AutoCTVLib.io.atomic import atomic_path
+
+    reference = _reference_on(prediction, phantom)
+    ct_hu = phantom.ct.array
+    if not phantom.ct.geometry.is_close(prediction.label.geometry):
+        ct_hu = np.zeros(prediction.label.array.shape, dtype=np.float32)
+    slices = overview_slices(prediction, reference)
+    rows = 2 if prediction.uncertainty is not None else 1
+    figure, axes = plt.subplots(
+        rows,
+        len(slices),
+        figsize=(3.2 * len(slices), 3.4 * rows),
+        squeeze=False,
+        layout="constrained",
+    )
+    colour = tuple(c / 255 for c in (255, 170, 0))
+    for column, k in enumerate(slices):
+        axis = axes[0][column]
+        axis.imshow(ct_hu[k], cmap="gray", vmin=-250, vmax=350)
+        if reference[k].any():
+            axis.contour(reference[k], levels=[0.5], colors=["lime"], linewidths=0.8)
+        if prediction.label.array[k].any():
+            axis.contour(prediction.label.array[k], levels=[0.5], colors=[colour], linewidths=0.8)
+        mark = " (review)" if k in prediction.slices_to_review else ""
+        axis.set_title(f"slice k={k}{mark}", fontsize=8)
+        axis.axis("off")
+        if prediction.uncertainty is not None:
+            axis = axes[1][column]
+            axis.imshow(ct_hu[k], cmap="gray", vmin=-250, vmax=350)
+            heat = axis.imshow(
+                np.ma.masked_less(prediction.uncertainty.entropy[k], 0.02),
+                cmap="inferno",
+                vmin=0.0,
+                vmax=1.0,
+                alpha=0.8,
+            )
+            axis.set_title("entropy (bits)", fontsize=8)
+            axis.axis("off")
+    if prediction.uncertainty is not None:
+        figure.colorbar(heat, ax=axes[1][-1], shrink=0.8, label="entropy (bits)")
+    figure.suptitle("AutoCTV demo: predicted CTV (orange), reference (green)", fontsize=9)
+    with atomic_path(path, overwrite=True) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
+    plt.close(figure)
