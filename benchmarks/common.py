@@ -74,3 +74,42 @@ def write_results(
     ]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     out_stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def choose_model(
+    path: Path | None, work: Path, *, quick: bool, allow_random: bool
+) -> tuple[Path, str]:
+    """The model a benchmark measures, and a note saying which it is.
+
+    ``path`` when given, else the bundled model. Without either, a network with random weights
+    (small in ``quick`` mode) is saved to ``work`` when ``allow_random`` — good for timings and
+    smoke runs only; otherwise the bundled model's absence is an error.
+    """
+    from AutoCTVLib.errors import ModelFileError
+    from AutoCTVLib.models.bundled import find_bundled_model
+
+    if path is not None:
+        return path, "given"
+    try:
+        return find_bundled_model(), "bundled"
+    except ModelFileError:
+        if not allow_random:
+            raise
+    from AutoCTVLib.models import SYNTHETIC_DISCLAIMER, ModelCard, ctv_label, save_model
+    from AutoCTVLib.nn import build_network, thesis_config
+
+    channels = (8, 16, 32) if quick else (16, 32, 64, 96, 128)
+    spacing = [5.0, 5.0, 8.0] if quick else [2.0, 2.0, 3.0]
+    config = thesis_config(channels=channels, dropout_p=0.1, dropout_where="decoder")
+    network = build_network(config, seed=0).eval()
+    card = ModelCard(
+        name="random-thesis-ctv",
+        version="0.0.0",
+        architecture=config.to_dict(),
+        preprocessing={"spacing_xyz_mm": spacing, "hu_window": [-1000.0, 1600.0]},
+        labels=(ctv_label(),),
+        training_data="none (random weights, timing and smoke runs only)",
+        disclaimer=SYNTHETIC_DISCLAIMER,
+    )
+    save_model(network, card, work / "random-thesis-ctv")
+    return work / "random-thesis-ctv.safetensors", "random weights: timings only, no accuracy"

@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import median, write_results
+from common import choose_model, median, write_results
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 STAGES = ("read", "preprocess", "network", "uncertainty", "resample", "postprocess", "write")
@@ -82,7 +82,7 @@ def main() -> None:
 def run_benchmark(args: argparse.Namespace, work: Path, stem: Path) -> None:
     grid = QUICK if args.quick else FULL
     ct_path, reference_path, geometry_text = make_inputs(work, grid)
-    model_path, model_note = choose_model(args.model, work, args.quick)
+    model_path, model_note = choose_model(args.model, work, quick=args.quick, allow_random=True)
     print(f"input {geometry_text}; model {model_path.name} ({model_note})", flush=True)
 
     configurations = [("plain", 0), (f"MC-{args.samples}", args.samples)]
@@ -161,37 +161,6 @@ def make_inputs(work: Path, grid: dict) -> tuple[Path, Path, str]:
         phantom.ctv.array, geometry, work / "ctv_reference.nii.gz", overwrite=True
     )
     return ct_path, reference, geometry.describe()
-
-
-def choose_model(path: Path | None, work: Path, quick: bool) -> tuple[Path, str]:
-    if path is not None:
-        return path, "given"
-    from AutoCTVLib.errors import ModelFileError
-    from AutoCTVLib.models.bundled import find_bundled_model
-
-    try:
-        return find_bundled_model(), "bundled"
-    except ModelFileError:
-        pass
-    from AutoCTVLib.models import SYNTHETIC_DISCLAIMER, ModelCard, ctv_label, save_model
-    from AutoCTVLib.nn import build_network, thesis_config
-
-    # Quick mode: a small network on a coarse grid, only to check that everything runs.
-    channels = (8, 16, 32) if quick else (16, 32, 64, 96, 128)
-    spacing = [5.0, 5.0, 8.0] if quick else [2.0, 2.0, 3.0]
-    config = thesis_config(channels=channels, dropout_p=0.1, dropout_where="decoder")
-    network = build_network(config, seed=0).eval()
-    card = ModelCard(
-        name="random-thesis-ctv",
-        version="0.0.0",
-        architecture=config.to_dict(),
-        preprocessing={"spacing_xyz_mm": spacing, "hu_window": [-1000.0, 1600.0]},
-        labels=(ctv_label(),),
-        training_data="none (random weights, timing only)",
-        disclaimer=SYNTHETIC_DISCLAIMER,
-    )
-    save_model(network, card, work / "random-thesis-ctv")
-    return work / "random-thesis-ctv.safetensors", "random weights: timings only"
 
 
 def run_cli(

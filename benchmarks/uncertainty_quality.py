@@ -42,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_results
+from common import choose_model, write_results
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PERTURBATIONS = ("noise", "metal", "truncated", "annotator")
@@ -74,7 +74,9 @@ def main() -> None:
 def run(args: argparse.Namespace, scratch: Path, stem: Path) -> None:
     from AutoCTVLib.predict import MCSettings, Predictor
 
-    model_path, model_note = choose_model(args.model, scratch, args.quick)
+    model_path, model_note = choose_model(
+        args.model, scratch, quick=args.quick, allow_random=args.quick
+    )
     predictor = Predictor.from_file(model_path, device=args.device, threads=args.threads)
     grid = QUICK_GRID if args.quick else FULL_GRID
     naive_cases = args.cases if args.naive_cases is None else args.naive_cases
@@ -320,39 +322,6 @@ def summary_lines(summary: dict, model_note: str) -> list[str]:
     lines += [f"* {key}: {value}" for key, value in summary.items()]
     lines += ["", f"Model: {model_note}."]
     return lines
-
-
-def choose_model(path: Path | None, scratch: Path, quick: bool) -> tuple[Path, str]:
-    if path is not None:
-        return path, "given"
-    from AutoCTVLib.errors import ModelFileError
-    from AutoCTVLib.models.bundled import find_bundled_model
-
-    try:
-        return find_bundled_model(), "bundled"
-    except ModelFileError:
-        pass
-    from AutoCTVLib.models import SYNTHETIC_DISCLAIMER, ModelCard, ctv_label, save_model
-    from AutoCTVLib.nn import build_network, thesis_config
-
-    channels = (8, 16, 16) if quick else (16, 32, 64, 96, 128)
-    spacing = [4.0, 4.0, 8.0] if quick else [2.0, 2.0, 3.0]
-    config = thesis_config(channels=channels, dropout_p=0.1, dropout_where="decoder")
-    network = build_network(config, seed=0).eval()
-    card = ModelCard(
-        name="random-ctv",
-        version="0.0.0",
-        architecture=config.to_dict(),
-        preprocessing={"spacing_xyz_mm": spacing, "hu_window": [-1000.0, 1600.0]},
-        labels=(ctv_label(),),
-        training_data="none (random weights)",
-        disclaimer=SYNTHETIC_DISCLAIMER,
-    )
-    save_model(network, card, scratch / "random-ctv")
-    return (
-        scratch / "random-ctv.safetensors",
-        "random weights: the script runs, numbers mean nothing",
-    )
 
 
 if __name__ == "__main__":
