@@ -78,7 +78,7 @@ def main() -> None:
             "range (s)",
             "write NIfTI (s)",
             "write NIfTI + DICOM (s)",
-            "peak numpy memory (MiB)",
+            "peak traced numpy memory (MiB)",
         ],
         rows,
         {"runs": args.runs, "results": raw},
