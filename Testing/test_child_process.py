@@ -296,6 +296,7 @@ def test_wait_times_out_and_cancel_after_finish_is_harmless() -> None:
         ('{"stage": "infer", "fraction": true}', None),
         ('{"stage": "infer", "fraction": "half"}', None),
         ('{"stage": "infer"}', None),
+        ('{"event": "done", "fraction": 1.0}', None),
         ('["stage", "fraction"]', None),
         ("{not json", None),
         ("plain text", None),

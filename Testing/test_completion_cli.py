@@ -57,7 +57,8 @@ def test_complete_writes_a_labelmap_on_the_ct_grid(files, capsys) -> None:
     assert cli_main.main(argv) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[-1]["event"] == "done" and lines[-1]["annotation"]["z"] == [2, 6, 11]
-    assert any(line["event"] == "progress" for line in lines)
+    progress = [line for line in lines if line.get("stage") == "complete"]
+    assert progress and all(0.0 <= line["fraction"] <= 1.0 for line in progress)
     sparse = read_labelmap(files["sparse"])
     completed = read_labelmap(files["out"], reference=sparse.geometry)
     for k in (2, 6, 11):

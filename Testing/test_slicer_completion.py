@@ -106,13 +106,3 @@ def test_child_completion_reports_a_wrong_model_and_cleans_up(tmp_path):
     assert "completion model" in finished[0][1] and "\n" not in finished[0][1]
     assert not work_dir.exists()
     assert scene_node_ids(scene) == before
-
-
-def test_completion_progress_lines_are_read_as_progress():
-    """``autoctv complete --progress json`` writes {"event": "progress", ...} lines."""
-    from AutoCTVSlicerLib.child_process import parse_progress_line
-
-    line = '{"event": "progress", "fraction": 0.25, "message": "interpolating"}'
-    assert parse_progress_line(line) == ("progress", 0.25, "interpolating")
-    assert parse_progress_line('{"event": "done", "fraction": 1.0}') is None
-    assert parse_progress_line('{"fraction": 0.5}') is None

@@ -8,11 +8,10 @@ or by the blocking :meth:`ChildJob.wait` (scripts, tests).
 
 Protocol of the child's output:
 
-* stdout lines that are JSON objects with ``stage`` and ``fraction`` are progress:
+* stdout lines that are JSON objects with ``stage`` and ``fraction`` are progress (the format
+  of ``AutoCTVLib.cli.progress``, shared by every long command):
   ``{"stage": "inference", "fraction": 0.4, "message": "MC sample 8 of 20"}``
-  → ``on_progress(stage, fraction, message)``; ``fraction`` is clipped to 0–1. The form
-  ``{"event": "progress", "fraction": 0.4, "message": "..."}`` (``autoctv complete``) is
-  progress too, with stage ``"progress"``.
+  → ``on_progress(stage, fraction, message)``; ``fraction`` is clipped to 0–1.
 * every other stdout line, and every stderr line, is log text → ``on_log(line)``.
 * at the end, ``on_finished(returncode, stderr_text)`` is called once. The last non-empty
   stderr line is the error message (the CLI prints ``autoctv: error: <message>``); it is
@@ -67,9 +66,7 @@ def parse_progress_line(line: str) -> tuple[str, float, str] | None:
     if not isinstance(event, dict) or "fraction" not in event:
         return None
     if "stage" not in event:
-        if event.get("event") != "progress":
-            return None
-        event["stage"] = "progress"
+        return None
     fraction = event["fraction"]
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
         return None

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-from typing import Any
 
 ORDER = 40
 
@@ -78,32 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-class _Progress:
-    def __init__(self, mode: str) -> None:
-        self.mode = mode
-        self._bar: Any = None
-
-    def __call__(self, fraction: float, message: str) -> None:
-        if self.mode == "json":
-            event = {"event": "progress", "fraction": round(fraction, 4), "message": message}
-            print(json.dumps(event), flush=True)
-        elif self.mode == "bar":
-            if self._bar is None:
-                try:
-                    from tqdm import tqdm
-                except ImportError:  # tqdm is optional
-                    self.mode = "none"
-                    return
-                self._bar = tqdm(total=100, unit="%", file=sys.stderr, dynamic_ncols=True)
-            self._bar.n = round(100 * float(fraction))
-            self._bar.set_description(message, refresh=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
 def run(args: argparse.Namespace) -> int:
+    from AutoCTVLib.cli.progress import StagedProgress
     from AutoCTVLib.completion import FinetuneConfig, complete
     from AutoCTVLib.device import select_device
     from AutoCTVLib.errors import InputError
@@ -121,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(str(error)) from error
     loaded = read_ct(args.ct)
     sparse = read_labelmap(args.sparse_label, reference=loaded.volume.geometry)
-    progress = _Progress(args.progress)
+    staged = StagedProgress(args.progress, {"complete": 1.0})
+
+    def progress(fraction: float, message: str) -> None:
+        staged("complete", fraction, message)
+
     try:
         result = complete(
             loaded.volume,
@@ -135,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress if args.progress != "none" else None,
         )
     finally:
-        progress.close()
+        staged.close()
     metadata = {
         **result.mask.metadata,
         "completion_label": str(result.label),
