@@ -53,6 +53,15 @@ def test_image_and_label_stay_aligned_under_the_thesis_set(seed: int) -> None:
     assert_aligned(result)
 
 
+def test_thesis_set_can_keep_to_the_left_right_flip() -> None:
+    flips = thesis_augmentation(flip_axes=[2]).transforms[1]
+    drawn = {flips.sample_parameters(np.random.default_rng(seed), 3) for seed in range(40)}
+    assert drawn == {None, (2,)}
+    every_axis = thesis_augmentation().transforms[1]
+    drawn = {every_axis.sample_parameters(np.random.default_rng(seed), 3) for seed in range(40)}
+    assert {axis for axes in drawn if axes for axis in axes} == {0, 1, 2}
+
+
 def test_multichannel_images_are_transformed_channel_by_channel() -> None:
     sample = bright_cube_sample(channels=True)
     result = rotate(sample, (8.0, -5.0, 3.0))

@@ -13,6 +13,7 @@ from AutoCTVLib.preprocess import (
     PreprocessConfig,
     apply_hu_window,
     body_mask,
+    canonical_axes,
     find_body_box,
     grid_for_spacing,
     preprocess,
@@ -63,6 +64,51 @@ def test_grid_for_spacing_keeps_direction_centre_and_extent(grid_kind: str) -> N
     old_extent = np.array(geometry.size_xyz) * geometry.spacing_xyz_mm
     new_extent = np.array(target.size_xyz) * np.array(TARGET_SPACING)
     assert np.all(np.abs(new_extent - old_extent) <= np.array(TARGET_SPACING) / 2 + 1e-9)
+
+
+def test_reoriented_grid_points_along_lps_and_keeps_centre_and_extent(grid_kind: str) -> None:
+    geometry = make_geometry(grid_kind)
+    target = grid_for_spacing(geometry, TARGET_SPACING, reorient=True)
+    order, signs = canonical_axes(geometry.direction_matrix)
+    np.testing.assert_allclose(
+        target.direction_matrix, geometry.direction_matrix[:, list(order)] * signs
+    )
+    assert np.all(np.diag(target.direction_matrix) > 0.9)
+    old_centre = geometry.index_to_physical((np.array(geometry.size_xyz) - 1) / 2)
+    new_centre = target.index_to_physical((np.array(target.size_xyz) - 1) / 2)
+    np.testing.assert_allclose(new_centre, old_centre, atol=1e-6)
+    old_extent = (np.array(geometry.size_xyz) * geometry.spacing_xyz_mm)[list(order)]
+    new_extent = np.array(target.size_xyz) * np.array(TARGET_SPACING)
+    assert np.all(np.abs(new_extent - old_extent) <= np.array(TARGET_SPACING) / 2 + 1e-9)
+
+
+def test_canonical_axes_undoes_axis_swaps_and_mirrors() -> None:
+    # A sagittal acquisition stored feet first: i runs P→A, j runs S→I, k runs R→L.
+    sagittal = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    order, signs = canonical_axes(sagittal)
+    assert order == (2, 0, 1)
+    np.testing.assert_array_equal(signs, [1.0, -1.0, -1.0])
+    np.testing.assert_allclose(sagittal[:, list(order)] * signs, np.eye(3))
+
+
+def test_mirrored_scan_reaches_the_network_like_its_head_first_twin() -> None:
+    ct, _, _ = sphere_phantom("axial")
+    geometry = ct.geometry
+    # The same voxels stored feet first and mirrored left-right (x and z reversed).
+    last = geometry.index_to_physical(np.array(geometry.size_xyz) - 1.0)
+    mirrored = Geometry(
+        geometry.shape_zyx,
+        geometry.spacing_xyz_mm,
+        (last[0], geometry.origin_xyz_mm[1], last[2]),
+        tuple(np.diag([-1.0, 1.0, -1.0]).ravel()),
+    )
+    twin = Volume(np.ascontiguousarray(ct.array[::-1, :, ::-1]), mirrored)
+    config = PreprocessConfig(spacing_xyz_mm=TARGET_SPACING, crop_margin_mm=3.0)
+    straight, flipped = preprocess(ct, config), preprocess(twin, config)
+    assert flipped.network_geometry.is_close(straight.network_geometry)
+    np.testing.assert_allclose(flipped.image, straight.image, atol=1e-5)
+    kept = preprocess(twin, PreprocessConfig(spacing_xyz_mm=TARGET_SPACING, reorient=False))
+    assert kept.network_geometry.direction == mirrored.direction
 
 
 def test_grid_for_spacing_rejects_bad_spacing() -> None:
@@ -175,7 +221,8 @@ def test_preprocess_round_trip_onto_input_grid(grid_kind: str) -> None:
     assert case.image.shape == case.network_geometry.shape_zyx
     assert 0.0 <= case.image.min() and case.image.max() <= 1.0
     assert case.crop_box.shape_zyx != ct.geometry.shape_zyx  # the crop did something
-    assert case.network_geometry.direction == ct.geometry.direction
+    network_axes = case.network_geometry.direction_matrix
+    assert np.all(np.diag(network_axes) > 0.9)  # reoriented: i, j, k along L, P, S
     label_net = case.label_to_network(label)
     assert label_net.dtype == np.uint8 and label_net.shape == case.network_geometry.shape_zyx
     probability = case.to_input_grid(label_net.astype(np.float32), kind="probability")

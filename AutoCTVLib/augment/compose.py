@@ -38,13 +38,20 @@ def thesis_augmentation(
     max_angle_deg: float = 10.0,
     max_shift_voxels: int = 8,
     noise_variance: float = 0.001,
+    flip_axes: Sequence[int] | None = None,
 ) -> Compose:
-    """Rotation ≤ 10° (about z, y and x), flips on each axis (p 0.5 each), translation ≤ 8
-    voxels, then Gaussian noise of variance 0.001: the thesis' training augmentation."""
+    """Rotation ≤ 10° (about z, y and x), flips (p 0.5 per axis), translation ≤ 8 voxels, then
+    Gaussian noise of variance 0.001: the thesis' training augmentation.
+
+    ``flip_axes`` (0 = z, 1 = y, 2 = x) limits the flips; ``None`` flips every axis as the
+    thesis did. On a reoriented network grid (head up, anterior first, see
+    :mod:`AutoCTVLib.preprocess.pipeline`) only the left-right flip (``[2]``) yields anatomy a
+    real scan can show.
+    """
     return Compose(
         [
             RandomRotation(max_angle_deg=max_angle_deg, spacing_xyz_mm=spacing_xyz_mm),
-            RandomFlip(p=0.5),
+            RandomFlip(axes=flip_axes, p=0.5),
             RandomTranslation(max_voxels=max_shift_voxels),
             RandomGaussianNoise(variance=noise_variance),
         ]

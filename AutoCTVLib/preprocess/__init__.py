@@ -8,6 +8,7 @@ from __future__ import annotations
 from AutoCTVLib.preprocess.body_crop import CropBox, body_mask, find_body_box
 from AutoCTVLib.preprocess.pipeline import PreprocessConfig, PreprocessedCase, preprocess
 from AutoCTVLib.preprocess.resample import (
+    canonical_axes,
     grid_for_spacing,
     resample_to_geometry,
     resample_to_spacing,
@@ -20,6 +21,7 @@ __all__ = [
     "PreprocessedCase",
     "apply_hu_window",
     "body_mask",
+    "canonical_axes",
     "find_body_box",
     "grid_for_spacing",
     "preprocess",

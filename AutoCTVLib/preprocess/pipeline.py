@@ -4,7 +4,9 @@
 
 1. body crop on the input grid (:mod:`.body_crop`), a box of whole input voxels;
 2. resample the cropped CT to ``config.spacing_xyz_mm`` (:mod:`.resample`, linear, same
-   direction, same physical extent);
+   physical extent); with ``config.reorient`` (the default) the network grid's axes are the
+   scan's axes permuted and mirrored to point along L, P and S, so every scan reaches the
+   network head up and anterior first whatever its patient position or slice orientation;
 3. HU window → [0, 1] (:mod:`.window`).
 
 The returned :class:`PreprocessedCase` keeps every grid involved, so a probability map on the
@@ -48,6 +50,9 @@ class PreprocessConfig:
         crop_margin_mm: margin (mm) added around the body's bounding box.
         label_interpolation: how labels reach the network grid: ``"label_linear"`` (linear on
             0/1, then >= 0.5) or ``"nearest"``.
+        reorient: give the network grid axes along L, P and S (see
+            :func:`~AutoCTVLib.preprocess.resample.canonical_axes`); ``spacing_xyz_mm`` is then
+            along those axes.
     """
 
     spacing_xyz_mm: tuple[float, float, float] = (2.0, 2.0, 3.0)
@@ -56,6 +61,7 @@ class PreprocessConfig:
     body_threshold_hu: float = DEFAULT_BODY_THRESHOLD_HU
     crop_margin_mm: float = 10.0
     label_interpolation: str = "label_linear"
+    reorient: bool = True
 
     def __post_init__(self) -> None:
         spacing = tuple(float(s) for s in self.spacing_xyz_mm)
@@ -64,6 +70,7 @@ class PreprocessConfig:
         object.__setattr__(self, "spacing_xyz_mm", spacing)
         object.__setattr__(self, "hu_window", check_hu_window(tuple(self.hu_window)))
         object.__setattr__(self, "body_crop", bool(self.body_crop))
+        object.__setattr__(self, "reorient", bool(self.reorient))
         object.__setattr__(self, "body_threshold_hu", float(self.body_threshold_hu))
         margin = float(self.crop_margin_mm)
         if not math.isfinite(margin) or margin < 0:
@@ -165,7 +172,9 @@ def preprocess(ct: Volume, config: PreprocessConfig | None = None) -> Preprocess
     else:
         box = CropBox.full(ct.geometry.shape_zyx)
     cropped = box.crop(ct_hu)
-    network_geometry = grid_for_spacing(cropped.geometry, config.spacing_xyz_mm)
+    network_geometry = grid_for_spacing(
+        cropped.geometry, config.spacing_xyz_mm, reorient=config.reorient
+    )
     resampled = resample_to_geometry(cropped, network_geometry, "linear", AIR_HU)
     image = apply_hu_window(resampled.array, config.hu_window)
     logger.debug(

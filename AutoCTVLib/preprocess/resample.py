@@ -1,8 +1,12 @@
 """Resampling volumes between grids: to a target spacing, and back onto an exact grid.
 
 Arrays are indexed (z, y, x); spacings are (x, y, z) in mm; positions are LPS mm (see
-:mod:`AutoCTVLib.volume`). Resampling keeps the direction cosines, so an oblique or flipped scan
-stays oblique or flipped on the new grid; only spacing, size and origin change.
+:mod:`AutoCTVLib.volume`). :func:`grid_for_spacing` either keeps the direction cosines (an
+oblique or flipped scan stays so on the new grid) or, with ``reorient=True``, permutes and
+mirrors the scan's axes so that the new grid's i, j, k axes point as close as possible to
+L, P and S (:func:`canonical_axes`): a feet-first, prone or sagittally acquired scan then
+reaches the network the same way up as a head-first supine axial one. A rotation that is not a
+multiple of 90° (a tilted oblique scan) is kept.
 
 Interpolation modes:
 
@@ -14,6 +18,7 @@ Interpolation modes:
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 import numpy as np
@@ -28,26 +33,56 @@ INTERPOLATIONS: tuple[str, ...] = ("linear", "nearest", "label_linear")
 AIR_HU = -1024.0
 
 
-def grid_for_spacing(geometry: Geometry, spacing_xyz_mm: tuple[float, float, float]) -> Geometry:
-    """A grid with the given spacing covering the same physical extent, direction and centre.
+def canonical_axes(direction_matrix: np.ndarray) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The axis permutation and signs that bring a grid closest to the L, P, S axes.
 
-    The number of voxels along each axis is ``round(size * old_spacing / new_spacing)`` (at
-    least 1); the new grid is centred on the old one, so rounding is shared by both ends.
+    Args:
+        direction_matrix: 3×3 direction cosines (columns: the i, j, k axes in LPS).
+
+    Returns:
+        ``(order, signs)``: new axis ``n`` is old axis ``order[n]`` times ``signs[n]`` (±1),
+        chosen among the 48 signed permutations to maximise the sum of
+        ``|direction[n, order[n]]|`` (new axis n along LPS axis n).
+    """
+    matrix = np.asarray(direction_matrix, dtype=float)
+    order = max(
+        itertools.permutations(range(3)),
+        key=lambda candidate: sum(abs(matrix[n, candidate[n]]) for n in range(3)),
+    )
+    signs = np.array([1.0 if matrix[n, order[n]] >= 0 else -1.0 for n in range(3)])
+    return tuple(int(axis) for axis in order), signs  # type: ignore[return-value]
+
+
+def grid_for_spacing(
+    geometry: Geometry, spacing_xyz_mm: tuple[float, float, float], *, reorient: bool = False
+) -> Geometry:
+    """A grid with the given spacing covering the same physical extent and centre.
+
+    The direction is the input's, or with ``reorient`` its :func:`canonical_axes` version
+    (``spacing_xyz_mm`` then applies to the reoriented axes, i.e. roughly L, P and S). The
+    number of voxels along each axis is ``round(extent / new_spacing)`` (at least 1); the new
+    grid is centred on the old one, so rounding is shared by both ends.
     """
     new_spacing = np.asarray([float(s) for s in spacing_xyz_mm], dtype=float)
     if new_spacing.shape != (3,) or not np.all(np.isfinite(new_spacing)) or new_spacing.min() <= 0:
         raise ValueError(f"target spacing must be three positive numbers, got {spacing_xyz_mm}")
     old_size = np.asarray(geometry.size_xyz, dtype=float)
     old_spacing = np.asarray(geometry.spacing_xyz_mm, dtype=float)
-    new_size = np.maximum(1, np.round(old_size * old_spacing / new_spacing)).astype(int)
+    direction = geometry.direction_matrix
+    order, signs = (0, 1, 2), np.ones(3)
+    if reorient:
+        order, signs = canonical_axes(direction)
+    new_direction = direction[:, list(order)] * signs[None, :]
+    extent = (old_size * old_spacing)[list(order)]
+    new_size = np.maximum(1, np.round(extent / new_spacing)).astype(int)
     centre_lps = geometry.index_to_physical((old_size - 1.0) / 2.0)
     half_extent_index = (new_size - 1.0) / 2.0 * new_spacing
-    new_origin = centre_lps - geometry.direction_matrix @ half_extent_index
+    new_origin = centre_lps - new_direction @ half_extent_index
     return Geometry(
         shape_zyx=(int(new_size[2]), int(new_size[1]), int(new_size[0])),
         spacing_xyz_mm=tuple(float(s) for s in new_spacing),
         origin_xyz_mm=tuple(float(o) for o in new_origin),
-        direction=geometry.direction,
+        direction=tuple(float(d) for d in new_direction.ravel()),
     )
 
 
