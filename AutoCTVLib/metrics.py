@@ -49,6 +49,17 @@ def surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~eroded
 
 
+def _joint_box(*masks: np.ndarray) -> tuple[slice, ...]:
+    """Bounding box (z, y, x) of the union of ``masks``, one voxel wider, within the grid."""
+    union = np.logical_or.reduce(masks)
+    box = []
+    for axis in range(union.ndim):
+        others = tuple(a for a in range(union.ndim) if a != axis)
+        present = np.flatnonzero(union.any(axis=others))
+        box.append(slice(max(0, int(present[0]) - 1), min(union.shape[axis], int(present[-1]) + 2)))
+    return tuple(box)
+
+
 def directed_surface_distances(
     source: np.ndarray, target: np.ndarray, spacing_xyz_mm: Sequence[float]
 ) -> np.ndarray:
@@ -59,6 +70,11 @@ def directed_surface_distances(
     source, target = _as_masks(source, target)
     if not source.any() or not target.any():
         raise ValueError("surface distances need two non-empty masks")
+    # Every surface voxel of both masks lies in their joint bounding box; the distance transform
+    # on that box grown by one voxel (kept inside the grid, so the grid border still counts as
+    # outside) gives the same distances as on the whole grid, at a fraction of the cost.
+    box = _joint_box(source, target)
+    source, target = source[box], target[box]
     spacing_zyx = tuple(float(s) for s in spacing_xyz_mm)[::-1]
     distance_to_target = ndimage.distance_transform_edt(~surface(target), sampling=spacing_zyx)
     return distance_to_target[surface(source)]

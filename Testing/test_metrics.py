@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from AutoCTVLib.metrics import dice, hd95, segmentation_metrics, summarize, surface
+from AutoCTVLib.metrics import (
+    dice,
+    directed_surface_distances,
+    hd95,
+    segmentation_metrics,
+    summarize,
+    surface,
+)
 
 
 def cube(shape: tuple[int, int, int], start_zyx: tuple[int, int, int], size: int) -> np.ndarray:
@@ -90,3 +97,17 @@ def test_segmentation_metrics_and_summary() -> None:
     assert summary["hd95_infinite_cases"] == 1
     assert summarize([])["dice_mean"] is None
     assert summarize([row])["dice_sd"] is None
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_surface_distances_on_the_joint_box_equal_those_on_the_whole_grid(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(6, 30, size=3))
+    source = ndimage.binary_dilation(rng.random(shape) > 0.995, iterations=2)
+    target = ndimage.binary_dilation(rng.random(shape) > 0.995, iterations=1)
+    source[0, 0, 0] = target[-1, -1, -1] = True  # masks touching the grid border
+    spacing_xyz_mm = (0.7, 1.1, 2.5)
+    on_grid = ndimage.distance_transform_edt(~surface(target), sampling=spacing_xyz_mm[::-1])
+    expected = on_grid[surface(source)]
+    actual = directed_surface_distances(source, target, spacing_xyz_mm)
+    np.testing.assert_allclose(actual, expected)
