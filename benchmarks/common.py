@@ -54,11 +54,21 @@ def median(values: Sequence[float]) -> float:
 
 
 def write_results(
-    out_stem: Path, title: str, header: Sequence[str], rows: Sequence[Sequence[object]], data: dict
+    out_stem: Path,
+    title: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    data: dict,
+    notes: Sequence[str] = (),
+    machine: dict[str, object] | None = None,
 ) -> None:
-    """Write ``<stem>.json`` (raw data + machine) and ``<stem>.md`` (a Markdown table)."""
+    """Write ``<stem>.json`` (raw data + machine) and ``<stem>.md`` (a Markdown table).
+
+    ``notes`` are paragraphs printed under the table; ``machine`` (default: this machine) is
+    given when a table is re-rendered from results measured earlier.
+    """
     out_stem.parent.mkdir(parents=True, exist_ok=True)
-    machine = machine_description()
+    machine = machine or machine_description()
     payload = {"title": title, "machine": machine, **data}
     out_stem.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
     lines = [
@@ -73,6 +83,8 @@ def write_results(
         "|" + "|".join("---" for _ in header) + "|",
     ]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    for note in notes:
+        lines += ["", note]
     out_stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
