@@ -31,7 +31,7 @@ from common import write_results
 from ctv_ablation import ROWS, slug
 
 from AutoCTVLib.evaluation import evaluate_dataset
-from AutoCTVLib.models import load_model, save_model
+from AutoCTVLib.models import SYNTHETIC_DISCLAIMER, load_model, save_model
 from AutoCTVLib.models.bundled import BUNDLED_MODEL_STEM
 from AutoCTVLib.predict import Predictor
 from AutoCTVLib.training.config import TrainConfig
@@ -41,8 +41,8 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 NAME = BUNDLED_MODEL_STEM
 VERSION = "0.1.0"
 DISCLAIMER = (
-    "Trained on synthetic pelvic phantoms only (AutoCTV's generated phantom); never seen a "
-    "patient CT. Not for clinical use: a demonstration and test model."
+    f"{SYNTHETIC_DISCLAIMER} (AutoCTV's generated female-pelvis phantom; it has never seen a "
+    "patient CT). A demonstration and test model."
 )
 INTENDED_USE = (
     "Demonstrating and testing AutoCTV (contouring, uncertainty, Slicer module) on phantoms. "
