@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from AutoCTVLib.volume import Geometry
+from AutoCTVLib.volume import Geometry, Volume
 
 
 def rotation_matrix(axis_xyz: tuple[float, float, float], angle_deg: float) -> np.ndarray:
@@ -34,6 +34,22 @@ def make_geometry(
 ) -> Geometry:
     """A small grid of the named kind (see ``GRIDS``)."""
     return Geometry(shape_zyx, spacing_xyz_mm, origin_xyz_mm, tuple(GRIDS[kind].ravel()))
+
+
+def feet_first_twin(volume: Volume) -> Volume:
+    """The same voxels stored feet first and mirrored left-right (x and z reversed).
+
+    Only for an axis-aligned ``volume`` (identity direction): every voxel keeps its LPS position.
+    """
+    geometry = volume.geometry
+    last = geometry.index_to_physical(np.array(geometry.size_xyz) - 1.0)
+    mirrored = Geometry(
+        geometry.shape_zyx,
+        geometry.spacing_xyz_mm,
+        (last[0], geometry.origin_xyz_mm[1], last[2]),
+        tuple(np.diag([-1.0, 1.0, -1.0]).ravel()),
+    )
+    return Volume(np.ascontiguousarray(volume.array[::-1, :, ::-1]), mirrored)
 
 
 @pytest.fixture(params=sorted(GRIDS))

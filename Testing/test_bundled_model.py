@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import feet_first_twin
 
 from AutoCTVLib.metrics import dice
 from AutoCTVLib.models import load_model, read_card
 from AutoCTVLib.models.bundled import find_bundled_model
 from AutoCTVLib.phantom import PhantomConfig, generate_phantom
 from AutoCTVLib.predict import Predictor
-from AutoCTVLib.volume import Geometry, Volume
 
 #: Lowest acceptable Dice on an unseen phantom: the held-out mean is 0.796 ± 0.042 (its card);
 #: seed 4242 on this grid measured 0.754.
@@ -57,15 +57,7 @@ def test_contours_an_unseen_phantom(predictor: Predictor, phantom) -> None:
 
 
 def test_feet_first_mirrored_scan_gets_the_same_contour(predictor: Predictor, phantom) -> None:
-    geometry = phantom.ct.geometry
-    last = geometry.index_to_physical(np.array(geometry.size_xyz) - 1.0)
-    mirrored = Geometry(
-        geometry.shape_zyx,
-        geometry.spacing_xyz_mm,
-        (last[0], geometry.origin_xyz_mm[1], last[2]),
-        tuple(np.diag([-1.0, 1.0, -1.0]).ravel()),
-    )
-    twin = Volume(np.ascontiguousarray(phantom.ct.array[::-1, :, ::-1]), mirrored)
+    twin = feet_first_twin(phantom.ct)
     straight = predictor.predict(phantom.ct).label.array
     flipped = predictor.predict(twin).label.array[::-1, :, ::-1]
     assert dice(flipped, straight) >= 0.98

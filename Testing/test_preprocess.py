@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_geometry
+from conftest import feet_first_twin, make_geometry
 
 from AutoCTVLib.preprocess import (
     CropBox,
@@ -93,22 +93,13 @@ def test_canonical_axes_undoes_axis_swaps_and_mirrors() -> None:
 
 def test_mirrored_scan_reaches_the_network_like_its_head_first_twin() -> None:
     ct, _, _ = sphere_phantom("axial")
-    geometry = ct.geometry
-    # The same voxels stored feet first and mirrored left-right (x and z reversed).
-    last = geometry.index_to_physical(np.array(geometry.size_xyz) - 1.0)
-    mirrored = Geometry(
-        geometry.shape_zyx,
-        geometry.spacing_xyz_mm,
-        (last[0], geometry.origin_xyz_mm[1], last[2]),
-        tuple(np.diag([-1.0, 1.0, -1.0]).ravel()),
-    )
-    twin = Volume(np.ascontiguousarray(ct.array[::-1, :, ::-1]), mirrored)
+    twin = feet_first_twin(ct)
     config = PreprocessConfig(spacing_xyz_mm=TARGET_SPACING, crop_margin_mm=3.0)
     straight, flipped = preprocess(ct, config), preprocess(twin, config)
     assert flipped.network_geometry.is_close(straight.network_geometry)
     np.testing.assert_allclose(flipped.image, straight.image, atol=1e-5)
     kept = preprocess(twin, PreprocessConfig(spacing_xyz_mm=TARGET_SPACING, reorient=False))
-    assert kept.network_geometry.direction == mirrored.direction
+    assert kept.network_geometry.direction == twin.geometry.direction
 
 
 def test_grid_for_spacing_rejects_bad_spacing() -> None:
