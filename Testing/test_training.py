@@ -27,6 +27,7 @@ from AutoCTVLib.training.config import TrainConfig, load_train_config
 from AutoCTVLib.training.data import PatchSampler, TrainingCase, load_training_cases
 from AutoCTVLib.training.distributed import DistributedContext
 from AutoCTVLib.training.run import run_training, weights_sha256
+from AutoCTVLib.training.schedule import lr_factor
 from AutoCTVLib.training.splits import fold_split, kfold_split
 from AutoCTVLib.training.trainer import Trainer, adam_factory, make_loss_fn
 
@@ -276,6 +277,33 @@ def test_resume_continues_exactly(cases: list[TrainingCase], tmp_path: Path) -> 
         changed.fit(resume=True)
     with pytest.raises(InputError, match="no training state"):
         make_trainer(cases, config, tmp_path / "empty").fit(resume=True)
+
+
+def test_lr_factor_constant_and_poly() -> None:
+    assert [lr_factor("constant", i, 4) for i in (1, 4)] == [1.0, 1.0]
+    poly = [lr_factor("poly", i, 4) for i in range(1, 5)]
+    assert poly[0] == 1.0 and poly[-1] == pytest.approx(0.25**0.9)
+    assert poly == sorted(poly, reverse=True)
+    with pytest.raises(ValueError, match="outside"):
+        lr_factor("poly", 5, 4)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="cosine")
+
+
+def test_poly_schedule_sets_each_step_and_survives_resume(
+    cases: list[TrainingCase], tmp_path: Path
+) -> None:
+    config = tiny_config(iterations=8, val_every=4, lr_schedule="poly")
+    straight = make_trainer(cases, config, tmp_path / "straight")
+    straight.fit()
+    rates = [row["lr"] for row in straight.state.train_history]
+    assert rates == pytest.approx([config.lr * lr_factor("poly", i, 8) for i in range(1, 9)])
+    make_trainer(cases, config.replace(iterations=4), tmp_path / "resumed").fit()
+    # Rebuilt with the stored 4-step config's lr, then resumed: the restored optimiser holds the
+    # last decayed rate, and the schedule must still start from the configured one.
+    resumed = make_trainer(cases, config, tmp_path / "resumed")
+    resumed.fit(resume=True)
+    assert [row["lr"] for row in resumed.state.train_history][4:] == pytest.approx(rates[4:])
 
 
 class Recorder(Callback):

@@ -36,6 +36,7 @@ from AutoCTVLib.noisy.ocm import DEFAULT_OCM_LAMBDA
 from AutoCTVLib.noisy.qam import DEFAULT_QAM_CHANNELS
 from AutoCTVLib.noisy.weighting import WEIGHTING_NAMES
 from AutoCTVLib.preprocess import PreprocessConfig
+from AutoCTVLib.training.schedule import LR_SCHEDULES
 
 MIXED_PRECISION = ("auto", "off", "bf16", "fp16")
 LOSS_NAMES = ("bce", "dice", "bce_dice")
@@ -61,6 +62,8 @@ class TrainConfig:
             body crops.
         foreground_fraction: share of patches centred on a CTV voxel.
         lr: Adam learning rate (thesis: 1e-4).
+        lr_schedule: ``"constant"`` (the thesis) or ``"poly"`` (decay to zero over
+            ``iterations``, as nnU-Net); see :mod:`AutoCTVLib.training.schedule`.
         weight_decay: Adam weight decay.
         grad_clip_norm: clip the gradient norm to this value (``None``: no clipping).
         loss: ``"bce"``, ``"dice"`` or ``"bce_dice"`` (thesis' final model), applied to every
@@ -95,6 +98,7 @@ class TrainConfig:
     patch_size_zyx: tuple[int, int, int] | None = (48, 96, 96)
     foreground_fraction: float = 0.33
     lr: float = 1e-4
+    lr_schedule: str = "constant"
     weight_decay: float = 0.0
     grad_clip_norm: float | None = None
     loss: str = "bce_dice"
@@ -139,6 +143,10 @@ class TrainConfig:
             )
         if not (math.isfinite(float(self.lr)) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
         if not (math.isfinite(float(self.weight_decay)) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay!r}")
         if self.grad_clip_norm is not None and not float(self.grad_clip_norm) > 0:

@@ -61,6 +61,7 @@ from AutoCTVLib.training.distributed import (
     wrap_model,
 )
 from AutoCTVLib.training.losses import get_loss, recurrent_loss
+from AutoCTVLib.training.schedule import lr_factor
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +232,9 @@ class Trainer:
                 {"params": list(self.weighting.parameters()), "lr": self.config.qam_lr},
             ]
             self.optimizer = optimizer_factory(groups)  # type: ignore[arg-type]
+        # The schedule scales each group's rate as built here (a restored optimiser state
+        # brings back the last scaled rate, never the base one).
+        self._base_lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
         self.last_sample_weights: list[float] | None = None
         self.last_case_ids: tuple[str, ...] | None = None
         self.train_data = train_data
@@ -337,6 +341,9 @@ class Trainer:
         label = batch.label.to(self.device, non_blocking=True)
         weight = None if batch.weight is None else batch.weight.to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
+        factor = lr_factor(self.config.lr_schedule, iteration, self.config.iterations)
+        for group, base_lr in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
+            group["lr"] = base_lr * factor
         with self._autocast():
             step_logits = module(image)
         if self.weighting is None:
