@@ -18,9 +18,9 @@ from AutoCTVLib.models.bundled import find_bundled_model
 from AutoCTVLib.phantom import PhantomConfig, generate_phantom
 from AutoCTVLib.predict import Predictor
 
-#: Lowest acceptable Dice on an unseen phantom: the held-out mean is 0.796 ± 0.042 (its card);
-#: seed 4242 on this grid measured 0.754.
-MIN_DICE = 0.70
+#: Lowest acceptable Dice on an unseen phantom: the held-out mean is 0.836 ± 0.025 (its card);
+#: seed 4242 on this grid measured 0.786 (model 0.2.0).
+MIN_DICE = 0.75
 SIZE_XYZ = (256, 256, 60)
 SPACING_XYZ_MM = (1.95, 1.95, 5.0)
 
@@ -53,7 +53,9 @@ def test_card_says_synthetic_only_and_carries_held_out_metrics() -> None:
 def test_contours_an_unseen_phantom(predictor: Predictor, phantom) -> None:
     prediction = predictor.predict(phantom.ct)
     assert prediction.label.geometry.is_close(phantom.ct.geometry)
-    assert dice(prediction.label.array, phantom.ctv_reference.array) >= MIN_DICE
+    measured = dice(prediction.label.array, phantom.ctv_reference.array)
+    print(f"bundled model, seed 4242 phantom: Dice {measured:.3f}")
+    assert measured >= MIN_DICE
 
 
 def test_feet_first_mirrored_scan_gets_the_same_contour(predictor: Predictor, phantom) -> None:

@@ -21,6 +21,7 @@ def test_self_test_workflow_passes_with_the_bundled_model():
         scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
     steps: list[str] = []
     result = run_self_test(AutoCTVCoreLogic(), scene, step=steps.append)
+    print(f"self-test CTV Dice {result.ctv_dice:.3f}")
     assert result.ctv_dice >= MIN_DICE
     assert result.completed_dice > result.sparse_dice
     assert result.views_showing_heat_map == 3
