@@ -125,3 +125,25 @@ def choose_model(
     )
     save_model(network, card, work / "random-thesis-ctv")
     return work / "random-thesis-ctv.safetensors", "random weights: timings only, no accuracy"
+
+
+def model_record(path: Path, note: str) -> dict[str, object]:
+    """How a results file names the model it measured: file name, name, version, weights hash.
+
+    Only the file name is kept (never the folder, which is machine-specific).
+    """
+    from AutoCTVLib.models import read_card
+
+    card = read_card(path)
+    return {
+        "file": path.name,
+        "name": card.name,
+        "version": card.version,
+        "weights_sha256": card.weights_sha256,
+        "note": note,
+    }
+
+
+def model_label(record: dict[str, object]) -> str:
+    """``name version (note)`` of a :func:`model_record`, for a table's notes."""
+    return f"{record['name']} {record['version']} ({record['note']})"

@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import choose_model, median, write_results
+from common import choose_model, median, model_label, model_record, write_results
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 STAGES = ("read", "preprocess", "network", "uncertainty", "resample", "postprocess", "write")
@@ -138,7 +138,7 @@ def run_benchmark(args: argparse.Namespace, work: Path, stem: Path) -> None:
     data = {
         "mode": "quick" if args.quick else "full",
         "input": geometry_text,
-        "model": {"file": str(model_path), "note": model_note},
+        "model": model_record(model_path, model_note),
         "threads": args.threads,
         "runs": raw,
         "mc_over_plain_wall": ratios,
@@ -146,7 +146,7 @@ def run_benchmark(args: argparse.Namespace, work: Path, stem: Path) -> None:
         "variants": variants,
     }
     write_results(stem, f"autoctv predict speed ({data['mode']})", header, rows, data)
-    append_notes(stem.with_suffix(".md"), ratios, thp_gain, variants, model_note)
+    append_notes(stem.with_suffix(".md"), ratios, thp_gain, variants, model_label(data["model"]))
     print(json.dumps({"mc_over_plain": ratios, "thp_speedup": thp_gain}, indent=1))
 
 

@@ -42,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import choose_model, write_results
+from common import choose_model, model_label, model_record, write_results
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PERTURBATIONS = ("noise", "metal", "truncated", "annotator")
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace, scratch: Path, stem: Path) -> None:
     ]
     data = {
         "mode": "quick" if args.quick else "full",
-        "model": {"file": str(model_path), "note": model_note},
+        "model": model_record(model_path, model_note),
         "samples": args.samples,
         "grid": {key: list(value) for key, value in grid.items()},
         "summary": summary,
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace, scratch: Path, stem: Path) -> None:
     title = f"MC-dropout uncertainty quality ({data['mode']}, N = {args.samples})"
     write_results(stem, title, header, rows, data)
     with open(stem.with_suffix(".md"), "a", encoding="utf-8") as handle:
-        handle.write("\n" + "\n".join(summary_lines(summary, model_note)) + "\n")
+        handle.write("\n" + "\n".join(summary_lines(summary, model_label(data["model"]))) + "\n")
     print(json.dumps(summary, indent=1))
 
 
