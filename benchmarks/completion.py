@@ -21,6 +21,7 @@ Writes benchmarks/results/completion.{json,md} (``--quick``: completion_quick.* 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -73,6 +74,9 @@ def structure_mask(phantom, name: str) -> np.ndarray:
 SCHEDULES = [(f"axial every {step}", None, step) for step in AXIAL_STEPS] + [
     (f"orthogonal {counts}", counts, None) for counts in ORTHOGONAL_COUNTS
 ]
+#: Fine-tuning costs its whole time budget per completion, so by default it runs on a sparse
+#: axial and the paper's semi-automatic orthogonal setting only (``--finetune-schedules all``).
+FINETUNE_SCHEDULES = ("axial every 5", "orthogonal (3, 3, 2)")
 
 
 def annotation_for(reference: np.ndarray, counts: tuple | None, step: int | None):
@@ -108,6 +112,27 @@ def run_one(ct, reference, annotation, method, model, budget_s) -> dict[str, obj
     }
 
 
+def record_key(record: dict) -> tuple:
+    """What identifies one completion: phantom seed, structure, schedule, method."""
+    return (record["seed"], record["structure"], record["schedule"], record["method"])
+
+
+def load_records(path: Path, settings: dict) -> list[dict]:
+    """The completions an earlier, interrupted run kept in ``path`` (none if it is missing).
+
+    The file's first line holds the settings it was made with; other settings are refused.
+    """
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    if not rows or rows[0].get("settings") != settings:
+        raise SystemExit(
+            f"{path} holds completions made with other settings (model, grid or budget); "
+            "delete it or pass another --records file"
+        )
+    return rows[1:]
+
+
 def summarise(records: list[dict], key: str) -> float | None:
     values = [r[key] for r in records if key in r and r[key] is not None]
     finite = [v for v in values if math.isfinite(v)]
@@ -123,13 +148,24 @@ def fmt(value: float | None, digits: int = 3) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cases", type=int, default=20, help="held-out phantoms")
-    parser.add_argument("--finetune-cases", type=int, default=5, help="phantoms for finetune")
+    parser.add_argument("--finetune-cases", type=int, default=3, help="phantoms for finetune")
+    parser.add_argument(
+        "--finetune-schedules",
+        default=";".join(FINETUNE_SCHEDULES),
+        help="annotation schedules fine-tuned on ('; '-separated table names, or 'all')",
+    )
     parser.add_argument("--model", type=Path, help="completion model (default: bundled)")
     parser.add_argument("--structures", default=",".join(STRUCTURES))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--time-budget", type=float, default=40.0, help="finetune seconds")
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 small phantom")
     parser.add_argument("--out", type=Path, help="output stem (default results/completion)")
+    parser.add_argument(
+        "--records",
+        type=Path,
+        help="JSON-lines file keeping each completion as it finishes; a rerun with the same file "
+        "skips those (default benchmarks/out/<out name>.records.jsonl)",
+    )
     args = parser.parse_args()
     results_dir = Path(__file__).parent / "results"
     out = args.out or results_dir / ("completion_quick" if args.quick else "completion")
@@ -141,6 +177,15 @@ def main() -> None:
         cases, finetune_cases, budget = 1, 1, min(budget, 3.0)
         structures = structures[:2]
     methods = [m for m in args.methods.split(",") if m]
+    known = [name for name, _, _ in SCHEDULES]
+    finetune_schedules = (
+        known
+        if args.finetune_schedules == "all"
+        else [n.strip() for n in args.finetune_schedules.split(";")]
+    )
+    for name in finetune_schedules:
+        if name not in known:
+            parser.error(f"unknown schedule {name!r}; choose from {', '.join(known)} or 'all'")
     notes = []
     model = None
     if any(m != "interpolate" for m in methods):
@@ -150,7 +195,17 @@ def main() -> None:
         else:
             model = resolve_model(args.model)
             notes.append(f"model: {model.provenance()}")
-    records: list[dict] = []
+    records_path = args.records or Path(__file__).parent / "out" / f"{out.name}.records.jsonl"
+    settings = {
+        "model": None if model is None else str(model.provenance()),
+        "grid": {k: list(v) for k, v in grid.items()},
+        "finetune_time_budget_s": budget,
+    }
+    records = load_records(records_path, settings)
+    done = {record_key(r) for r in records}
+    if not records_path.exists():
+        records_path.parent.mkdir(parents=True, exist_ok=True)
+        records_path.write_text(json.dumps({"settings": settings}) + "\n", encoding="utf-8")
     for index in range(cases):
         seed = BENCHMARK_SEED + index
         phantom = generate_phantom(PhantomConfig(seed=seed, **grid))
@@ -163,11 +218,17 @@ def main() -> None:
                 fraction = float((reference & annotation.known_mask(reference.shape)).sum())
                 fraction /= float(reference.sum())
                 for method in methods:
-                    if method == "finetune" and index >= finetune_cases:
+                    if method == "finetune" and (
+                        index >= finetune_cases or schedule not in finetune_schedules
+                    ):
+                        continue
+                    if (seed, name, schedule, method) in done:
                         continue
                     record = run_one(phantom.ct, reference, annotation, method, model, budget)
                     record.update(seed=seed, structure=name, schedule=schedule, annotated=fraction)
                     records.append(record)
+                    with records_path.open("a", encoding="utf-8") as stream:
+                        stream.write(json.dumps(record) + "\n")
                     print(
                         f"seed {seed} {name} {schedule} {method}: "
                         f"Dice {fmt(record.get('dice'))} ({fmt(record.get('seconds'), 1)} s)",
@@ -201,6 +262,7 @@ def main() -> None:
         "cases": cases,
         "finetune_cases": finetune_cases,
         "finetune_time_budget_s": budget,
+        "finetune_schedules": finetune_schedules,
         "grid": {k: list(v) for k, v in grid.items()} or "phantom default",
         "structures": structures,
         "methods": methods,
@@ -215,8 +277,8 @@ def main() -> None:
         stream.write(
             "\nMeans over phantoms (HD95: median); Dice/IoU/HD95 on the whole grid against the "
             "full reference. 'n/a': not applicable (interpolation needs two slices on one "
-            f"axis) or not run. Finetune on the first {finetune_cases} phantom(s), "
-            f"{budget:g} s each.\n"
+            f"axis) or not run. Finetune on the first {finetune_cases} phantom(s) and the "
+            f"schedules {', '.join(finetune_schedules)}, {budget:g} s each.\n"
         )
         for note in notes:
             stream.write(f"\n{note}\n")
