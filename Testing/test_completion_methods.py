@@ -79,6 +79,44 @@ def test_annotated_slices_come_back_exactly_as_drawn(method: str, grid_kind: str
     assert result.mask.metadata["completion_method"] == method
 
 
+def everywhere_model():
+    """A completion network that calls every voxel inside the structure (last conv: bias +10)."""
+    model = untrained_model(seed=0, **TINY)
+    last = [m for m in model.network.modules() if isinstance(m, torch.nn.Conv3d)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(10.0)
+    return model
+
+
+def test_network_results_stay_between_the_first_and_last_drawn_axial_slice() -> None:
+    ct, mask = cone()
+    annotation = Annotation(z=(4, 8, 12))
+    sparse = Volume((mask & annotation.known_mask(SHAPE)).astype(np.uint8), ct.geometry)
+    drawn = complete(ct, sparse, method="learned", annotation=annotation, model=everywhere_model())
+    filled = drawn.mask.array.any(axis=(1, 2))
+    assert np.flatnonzero(filled).tolist() == list(range(4, 13))
+    assert drawn.details["extent"] == "drawn"
+    free = complete(
+        ct, sparse, method="learned", annotation=annotation, model=everywhere_model(), extent="free"
+    )
+    assert free.mask.array.any(axis=(1, 2)).all()  # the network's own answer, everywhere
+    np.testing.assert_array_equal(free.mask.array[4:13], drawn.mask.array[4:13])
+
+
+def test_orthogonal_drawings_may_reach_beyond_their_slices_unless_told_otherwise() -> None:
+    ct, mask = cone()
+    annotation = Annotation(z=(8,), y=(19,))
+    sparse = Volume((mask & annotation.known_mask(SHAPE)).astype(np.uint8), ct.geometry)
+    result = complete(ct, sparse, method="learned", annotation=annotation, model=everywhere_model())
+    assert result.details["extent"] == "free"
+    assert result.mask.array[:8].any() and result.mask.array[9:].any()
+    with pytest.raises(InputError, match="one axis only"):
+        complete(ct, sparse, annotation=annotation, model=everywhere_model(), extent="drawn")
+    with pytest.raises(ValueError, match="extent"):
+        complete(ct, sparse, annotation=annotation, extent="beyond")
+
+
 def test_interpolation_of_a_cone_from_its_own_slices_is_near_perfect() -> None:
     ct, mask = cone()
     annotation = every_nth_slice(mask, "z", 3)

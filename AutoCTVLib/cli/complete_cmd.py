@@ -3,8 +3,8 @@
 ::
 
     autoctv complete CT SPARSE_LABEL -o OUT_LABEL [--method learned|finetune|interpolate]
-                     [--axes auto|z|y|x] [--model FILE] [--label VALUE] [--time-budget S]
-                     [--overwrite]
+                     [--axes auto|z|y|x] [--extent auto|drawn|free] [--model FILE]
+                     [--label VALUE] [--time-budget S] [--overwrite]
 
 The sparse label must lie on the CT's grid. OUT_LABEL is a labelmap on the CT's exact grid
 holding the completed structure with the sparse label's value; every annotated slice is exactly
@@ -52,6 +52,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=(
             "which slices were drawn: z = axial (k), y = coronal (j), x = sagittal (i) index "
             "axis; auto finds them from the drawing (default)"
+        ),
+    )
+    parser.add_argument(
+        "--extent",
+        choices=("auto", "drawn", "free"),
+        default="auto",
+        help=(
+            "drawn: nothing beyond the first and last drawn slice (Slicer's 'Fill between "
+            "slices' convention); free: the network may extend the structure past them; auto "
+            "(default): drawn for slices along one axis, free for several axes"
         ),
     )
     parser.add_argument("--model", type=Path, help="completion model file (default: bundled)")
@@ -106,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             sparse,
             method=args.method,
             axes=args.axes,
+            extent=args.extent,
             model=args.model,
             label=args.label,
             finetune=FinetuneConfig(time_budget_s=args.time_budget),

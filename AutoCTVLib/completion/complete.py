@@ -8,6 +8,8 @@
       ├─ "learned":  crop + model grid → completion network, one forward pass → back to the grid
       └─ "finetune": as "learned", after fine-tuning the network on this volume's annotated
                      slices for a bounded time (Çiçek et al. 2016, semi-automatic mode)
+      │ network results: nothing beyond the first and last drawn slice when the slices lie
+      │ along one axis (``extent``, see :func:`drawn_range`)
       ▼
     mask on the CT's exact grid, with every annotated slice exactly as drawn
 
@@ -27,7 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from AutoCTVLib.completion.annotation import Annotation, resolve_annotation, select_label
+from AutoCTVLib.completion.annotation import (
+    Annotation,
+    axis_index,
+    resolve_annotation,
+    select_label,
+)
 from AutoCTVLib.completion.finetune import CancelEvent, FinetuneConfig, finetune_network
 from AutoCTVLib.completion.grid import prepare_inputs
 from AutoCTVLib.completion.interpolate import interpolate_completion
@@ -38,13 +45,15 @@ from AutoCTVLib.completion.model import (
     resolve_model,
     untrained_model,
 )
-from AutoCTVLib.errors import CancelledError, GeometryError
+from AutoCTVLib.errors import CancelledError, GeometryError, InputError
 from AutoCTVLib.io.image_files import describe_grid_difference
 from AutoCTVLib.volume import Volume
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("learned", "finetune", "interpolate")
+#: How far a network result may reach along the annotation axis (see :func:`drawn_range`).
+EXTENTS = ("auto", "drawn", "free")
 #: ``progress(fraction_done, message)``, fraction in [0, 1].
 Progress = Callable[[float, str], None]
 ModelArg = str | os.PathLike[str] | CompletionModel | None
@@ -89,6 +98,35 @@ def _check_cancel(cancel: CancelEvent | None) -> None:
 def _report(progress: Progress | None, fraction: float, message: str) -> None:
     if progress is not None:
         progress(fraction, message)
+
+
+def drawn_range(annotation: Annotation, shape_zyx: Sequence[int], extent: str) -> np.ndarray | None:
+    """Where a completed structure may lie, or ``None`` where it may lie anywhere.
+
+    ``"drawn"``: between the first and the last annotated slice of a one-axis annotation, the
+    convention of Slicer's "Fill between slices" (a physician who draws every n-th slice draws
+    the structure's end slices too, so nothing lies beyond them). ``"free"``: anywhere, for
+    drawings that do not close the structure (a few slices in its middle). ``"auto"``:
+    ``"drawn"`` for one-axis annotations, ``"free"`` for several axes, whose slices need not
+    reach the ends along any axis (Çiçek et al.'s orthogonal slices). A boolean (z, y, x) mask.
+    """
+    if extent not in EXTENTS:
+        raise ValueError(f"extent must be one of {', '.join(EXTENTS)}, got {extent!r}")
+    axes = annotation.axes
+    if extent == "free" or (extent == "auto" and len(axes) != 1):
+        return None
+    if len(axes) != 1:
+        raise InputError(
+            "extent 'drawn' needs slices drawn along one axis only; these lie along "
+            f"{', '.join(axes)} (use extent 'free' or 'auto')"
+        )
+    axis = axis_index(axes[0])
+    indices = annotation.slices(axis)
+    inside = np.zeros(shape_zyx[axis], dtype=bool)
+    inside[indices[0] : indices[-1] + 1] = True
+    view = [1, 1, 1]
+    view[axis] = -1
+    return np.broadcast_to(inside.reshape(view), tuple(shape_zyx))
 
 
 def _network_completion(
@@ -140,6 +178,7 @@ def complete(
     method: str = "learned",
     annotation: Annotation | None = None,
     axes: str | Sequence[str] = "auto",
+    extent: str = "auto",
     model: ModelArg = None,
     label: int | None = None,
     finetune: FinetuneConfig | None = None,
@@ -156,6 +195,8 @@ def complete(
         annotation: the annotated slices; ``None`` infers them from the drawing with ``axes``.
         axes: "auto", "z", "y", "x" or several (see
             :func:`~AutoCTVLib.completion.annotation.infer_annotation`).
+        extent: "auto", "drawn" or "free": whether a network result may reach beyond the first
+            and last drawn slice (see :func:`drawn_range`; interpolation never does).
         model: completion model file or loaded :class:`CompletionModel`; ``None`` uses the
             bundled one ("finetune" then starts from scratch when none is installed). For
             "finetune" a CTV model file is accepted too (widened to three inputs).
@@ -177,10 +218,13 @@ def complete(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if extent not in EXTENTS:
+        raise ValueError(f"extent must be one of {', '.join(EXTENTS)}, got {extent!r}")
     started = time.perf_counter()
     _check_grid(ct, sparse)
     drawn, label = select_label(sparse.array, label)
     sparse_mask, annotation = resolve_annotation(drawn, annotation, axes)
+    allowed = drawn_range(annotation, sparse_mask.shape, extent)
     logger.info("completing label %d by %s from %s", label, method, annotation.describe())
     _check_cancel(cancel)
     details: dict[str, Any] = {}
@@ -205,7 +249,10 @@ def complete(
             progress,
             cancel,
         )
+        if allowed is not None:
+            probability = np.where(allowed, probability, np.float32(0.0))
         mask = probability >= 0.5
+        details["extent"] = "free" if allowed is None else "drawn"
     known = annotation.known_mask(sparse_mask.shape)
     mask = np.where(known, sparse_mask, mask)
     if probability is not None:
