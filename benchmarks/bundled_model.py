@@ -153,13 +153,12 @@ def main() -> None:
     config = bundled_config(args.iterations, args.val_every)
     seconds_file = args.run / "train_seconds.json"
     if not (args.run / "model.json").exists():
+        # An interrupted run resumes from its last checkpoint; the time recorded is then that
+        # of the resumed part only.
         resume = (args.run / "checkpoints" / "last" / "state.json").is_file()
         started = time.perf_counter()
         run_training(args.data / "train.h5", args.run, config, resume=resume, model_name=NAME)
-        spent = time.perf_counter() - started
-        if resume and seconds_file.exists():
-            spent += json.loads(seconds_file.read_text())
-        seconds_file.write_text(json.dumps(spent))
+        seconds_file.write_text(json.dumps(time.perf_counter() - started))
     train_seconds = json.loads(seconds_file.read_text())
 
     model, card = load_model(args.run / "model.json")
