@@ -194,7 +194,7 @@ def test_progress_reaches_the_end_and_cancel_stops() -> None:
 
 @pytest.mark.skipif(
     not bundled_model_available(),
-    reason="the bundled completion model (Resources/Models/completion_phantom) is not trained yet",
+    reason="no completion model is bundled yet (Resources/Models/completion_phantom)",
 )
 def test_bundled_model_completes_a_phantom_ctv_at_least_as_well_as_interpolation() -> None:
     from AutoCTVLib.phantom import PhantomConfig, generate_phantom
