@@ -218,8 +218,6 @@ def complete(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if extent not in EXTENTS:
-        raise ValueError(f"extent must be one of {', '.join(EXTENTS)}, got {extent!r}")
     started = time.perf_counter()
     _check_grid(ct, sparse)
     drawn, label = select_label(sparse.array, label)
