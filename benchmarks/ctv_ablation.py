@@ -167,7 +167,8 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The ablation's options; their defaults are the shared budget every row trains with."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("data/ctv_v1"))
     parser.add_argument("--runs", type=Path, default=Path("runs/ablation"))
@@ -197,7 +198,11 @@ def main() -> None:
         action="store_true",
         help="re-render the Markdown table from OUT.json without training or evaluating",
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.table_only:
         stored = json.loads(args.out.with_suffix(".json").read_text())
         settings = {k: stored[k] for k in ("iterations", "spacing_xyz_mm", "patch_zyx")}
