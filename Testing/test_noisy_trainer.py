@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from training_helpers import tiny_config, write_tiny_dataset
@@ -102,6 +103,7 @@ def test_qam_ocm_training_checkpoints_and_resumes_exactly(
     for row in straight.state.train_history:
         assert sum(row["sample_weights"]) == pytest.approx(1.0, abs=1e-5)
         assert len(set(row["case_ids"])) == 3  # three different cases per batch
+        assert len(row["label_shares"]) == 3 and all(0 <= v <= 1 for v in row["label_shares"])
         ratio = max(row["sample_weights"]) / min(row["sample_weights"])
         assert ratio <= torch.e ** (2 * config.ocm_lambda)
     changed = make_trainer(cases, config.replace(ocm_lambda=1.0), tmp_path / "resumed")
@@ -117,7 +119,14 @@ def test_runs_started_before_loss_weighting_existed_still_resume(
     state_path = tmp_path / "run" / "checkpoints" / "last" / "state.json"
     state = json.loads(state_path.read_text())
     assert "extra_modules" not in state  # no quality network, no extra file
-    for key in ("loss_weighting", "qam_lr", "ocm_lambda", "qam_channels", "distinct_cases"):
+    for key in (
+        "loss_weighting",
+        "qam_lr",
+        "ocm_lambda",
+        "qam_channels",
+        "distinct_cases",
+        "aligned_patches",
+    ):
         del state["trainer"]["config"][key]
     state_path.write_text(json.dumps(state))
     resumed = make_trainer(cases, config, tmp_path / "run")
@@ -142,6 +151,7 @@ def test_run_training_with_qam_ocm_exports_the_segmentation_network_only(
         "qam_channels": [4, 8],
         "ocm_lambda": 2.0,
         "distinct_cases": True,
+        "aligned_patches": False,
     }
     assert summary.result.iterations == 3
 
@@ -160,6 +170,57 @@ def test_distinct_cases_sampler(cases: list[TrainingCase]) -> None:
     shared = PatchSampler(cases, 2, (8, 8, 8), seed=5, distinct_cases=True)
     ids = shared.batch(4, 0, 2).case_ids + shared.batch(4, 1, 2).case_ids
     assert len(set(ids)) == 4
+
+
+def coordinate_case(
+    case_id: str, shape_zyx: tuple[int, int, int], label_box: tuple[slice, ...]
+) -> TrainingCase:
+    """A case whose image value at (z, y, x) is z·10⁴ + y·10² + x, so a patch tells its start."""
+    z, y, x = np.indices(shape_zyx)
+    label = np.zeros(shape_zyx, np.uint8)
+    label[label_box] = 1
+    return TrainingCase.from_arrays(case_id, z * 10000.0 + y * 100.0 + x, label, (4, 4, 5))
+
+
+def patch_start(image: torch.Tensor) -> np.ndarray:
+    first = int(image[0, 0, 0, 0])
+    return np.array([first // 10000, first // 100 % 100, first % 100])
+
+
+def test_aligned_patches_show_the_same_place_in_every_case() -> None:
+    cases = [
+        coordinate_case("a", (30, 40, 40), np.s_[10:20, 12:22, 15:25]),
+        coordinate_case("b", (34, 36, 44), np.s_[12:18, 14:24, 18:30]),
+        coordinate_case("c", (28, 42, 38), np.s_[8:22, 16:24, 10:22]),
+    ]
+    patch = np.array([8, 12, 12])
+    sampler = PatchSampler(
+        cases, 3, tuple(patch), 0.5, seed=3, distinct_cases=True, aligned_patches=True
+    )
+    kinds = set()
+    for iteration in range(1, 25):
+        foreground, offset, fraction = sampler.batch_plan(iteration)
+        kinds.add(foreground)
+        assert np.all(np.abs(offset) <= patch // 4)
+        batch = sampler.batch(iteration)
+        assert sorted(batch.case_ids) == ["a", "b", "c"]
+        for case_id, image in zip(batch.case_ids, batch.image, strict=True):
+            case = next(c for c in cases if c.case_id == case_id)
+            start = patch_start(image)
+            if foreground:  # centred at the same offset from each label's centroid
+                centroid = np.argwhere(case.label).mean(axis=0)
+                assert np.array_equal(start + patch // 2, np.rint(centroid + offset))
+            else:  # at the same fraction of each case's free room
+                room = np.array(case.image.shape) - patch
+                assert np.array_equal(start, np.rint(fraction * room))
+    assert kinds == {True, False}
+    # the plan belongs to the iteration, not to a rank's share of the batch
+    two = PatchSampler(
+        cases, 1, tuple(patch), 0.5, seed=3, distinct_cases=True, aligned_patches=True
+    )
+    assert two.batch_plan(7)[1].tolist() == sampler.batch_plan(7)[1].tolist()
+    with pytest.raises(ValueError, match="aligned_patches must be true or false"):
+        tiny_config(aligned_patches="yes")
 
 
 def test_loss_weighting_settings_are_validated(tmp_path: Path) -> None:

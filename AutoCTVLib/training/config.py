@@ -11,7 +11,8 @@ Example ``train.json`` (every key optional; missing keys take the defaults below
 Noisy labels (``docs/noisy_labels.md``): ``"loss_weighting": "qam_ocm"`` weights each patch's
 loss by a jointly trained quality network with the OCM bound (``"qam"`` without the bound,
 ``"none"`` the plain mean, the default); it needs ``batch_size`` ≥ 2 and is best combined with
-``"distinct_cases": true`` so that a batch compares patches of different cases.
+``"distinct_cases": true`` so that a batch compares patches of different cases, and with
+``"aligned_patches": true`` so that those patches show the same anatomy.
 
 ``network`` holds :class:`AutoCTVLib.nn.NetworkConfig` fields (keys left out take that class's
 defaults, the plain U-Net; without a ``network`` key at all the thesis model is used) and
@@ -89,6 +90,10 @@ class TrainConfig:
         qam_channels: the quality network's channels per VGG block.
         distinct_cases: the patches of one (global) batch come from different cases (as long
             as there are enough cases), so that loss weighting compares annotators.
+        aligned_patches: the patches of one (global) batch are placed alike in their cases (same
+            offset from the label centroid, or same relative position), so that loss weighting
+            compares labels of the same anatomy rather than patches holding more or less label;
+            see :class:`AutoCTVLib.training.data.PatchSampler`.
     """
 
     iterations: int = 20000
@@ -118,6 +123,7 @@ class TrainConfig:
     ocm_lambda: float = DEFAULT_OCM_LAMBDA
     qam_channels: tuple[int, ...] = DEFAULT_QAM_CHANNELS
     distinct_cases: bool = False
+    aligned_patches: bool = False
 
     def __post_init__(self) -> None:
         for name in ("iterations", "val_every", "log_every", "batch_size", "n_folds"):
@@ -163,7 +169,7 @@ class TrainConfig:
         if not isinstance(self.label_name, str) or not self.label_name:
             raise ValueError("label_name must be a non-empty string")
         self._check_loss_weighting()
-        for name in ("augment", "deterministic", "distinct_cases"):
+        for name in ("augment", "deterministic", "distinct_cases", "aligned_patches"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         # Validate the nested settings now, and store them in their canonical form.

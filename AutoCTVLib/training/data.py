@@ -13,7 +13,12 @@ union over ranks is what a single process with the full batch would draw.
 With ``distinct_cases`` the samples of a global batch come from different cases (a seeded
 permutation of the cases per iteration, wrapping around when the batch is larger than the
 number of cases): loss weighting (:mod:`AutoCTVLib.noisy.weighting`) then compares patches
-drawn by different annotators rather than two patches of one case.
+drawn by different annotators rather than two patches of one case. With ``aligned_patches`` the
+samples of a global batch also show the same anatomy: one plan per iteration places every
+patch either at the same offset from its own case's label centroid or at the same relative
+position in its case's grid. The quality network then compares labels of like regions; with
+independently placed patches it can tell them apart by how much of each patch is labelled, which
+says nothing about the annotator.
 
 Arrays are (z, y, x); tensors (N, C, z, y, x).
 """
@@ -144,13 +149,14 @@ def _crop_or_pad(
 def _patch_start(
     shape_zyx: Sequence[int],
     patch_zyx: Sequence[int],
-    rng: np.random.Generator,
+    rng: np.random.Generator | None,
     centre_zyx: Sequence[int] | None,
 ) -> list[int]:
     start = []
     for axis, (size, patch) in enumerate(zip(shape_zyx, patch_zyx, strict=True)):
         room = max(0, int(size) - int(patch))
         if centre_zyx is None:
+            assert rng is not None, "a patch without a centre is placed at random"
             start.append(int(rng.integers(0, room + 1)))
         else:
             start.append(int(np.clip(int(centre_zyx[axis]) - int(patch) // 2, 0, room)))
@@ -174,6 +180,10 @@ class PatchSampler:
             default window).
         distinct_cases: draw the samples of a global batch from different cases (see the
             module docstring); ``False`` (default) draws each sample's case independently.
+        aligned_patches: place all patches of a global batch alike (see the module docstring):
+            foreground batches (share ``foreground_fraction``) centre each patch on its case's
+            label centroid plus one shared offset of at most a quarter patch per axis; the
+            other batches start every patch at the same fraction of its case's free room.
     """
 
     def __init__(
@@ -186,6 +196,7 @@ class PatchSampler:
         seed: int = 0,
         pad_value: float = 0.0,
         distinct_cases: bool = False,
+        aligned_patches: bool = False,
     ) -> None:
         if not cases:
             raise InputError("there are no training cases")
@@ -207,6 +218,7 @@ class PatchSampler:
         self.seed = int(seed)
         self.pad_value = float(pad_value)
         self.distinct_cases = bool(distinct_cases)
+        self.aligned_patches = bool(aligned_patches)
         if self.distinct_cases and len(self.cases) < self.batch_size:
             logger.warning(
                 "%d training cases for batches of %d: some batches repeat a case",
@@ -218,6 +230,30 @@ class PatchSampler:
         """The seeded permutation of case indices used by ``distinct_cases`` at ``iteration``."""
         sequence = np.random.SeedSequence([self.seed, int(iteration)], spawn_key=(1,))
         return np.random.default_rng(sequence).permutation(len(self.cases))
+
+    def batch_plan(self, iteration: int) -> tuple[bool, np.ndarray, np.ndarray]:
+        """The shared placement of ``aligned_patches`` at ``iteration``.
+
+        Returns ``(foreground, offset_zyx, fraction_zyx)``: whether the batch centres on the
+        label centroids, the shared offset from them (voxels, ``int``) and the shared start as a
+        fraction of each case's free room (used otherwise, and for cases with empty labels).
+        """
+        sequence = np.random.SeedSequence([self.seed, int(iteration)], spawn_key=(2,))
+        rng = np.random.default_rng(sequence)
+        foreground = bool(rng.random() < self.foreground_fraction)
+        patch = np.asarray(self.patch_size_zyx or (0, 0, 0))
+        offset = rng.integers(-(patch // 4), patch // 4 + 1)
+        fraction = rng.random(3)
+        return foreground, offset, fraction
+
+    def _aligned_start(self, case: TrainingCase, iteration: int) -> list[int]:
+        assert self.patch_size_zyx is not None
+        foreground, offset, fraction = self.batch_plan(iteration)
+        if foreground and len(case.foreground_zyx):
+            centre = np.rint(case.foreground_zyx.mean(axis=0) + offset).astype(int)
+            return _patch_start(case.image.shape, self.patch_size_zyx, None, centre)
+        room = np.maximum(0, np.asarray(case.image.shape) - np.asarray(self.patch_size_zyx))
+        return [int(v) for v in np.rint(fraction * room)]
 
     def sample(
         self, iteration: int, sample_index: int
@@ -235,10 +271,13 @@ class PatchSampler:
         if self.patch_size_zyx is None:
             image, label = case.image, case.label
         else:
-            centre = None
-            if wants_foreground and len(case.foreground_zyx):
-                centre = case.foreground_zyx[int(rng.integers(len(case.foreground_zyx)))]
-            start = _patch_start(case.image.shape, self.patch_size_zyx, rng, centre)
+            if self.aligned_patches:
+                start = self._aligned_start(case, iteration)
+            else:
+                centre = None
+                if wants_foreground and len(case.foreground_zyx):
+                    centre = case.foreground_zyx[int(rng.integers(len(case.foreground_zyx)))]
+                start = _patch_start(case.image.shape, self.patch_size_zyx, rng, centre)
             image = _crop_or_pad(case.image, start, self.patch_size_zyx, self.pad_value)
             label = _crop_or_pad(case.label, start, self.patch_size_zyx, 0)
         weight = None

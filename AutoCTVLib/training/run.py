@@ -165,6 +165,7 @@ def run_training(
         augment=build_augmentation(config),
         seed=config.seed,
         distinct_cases=config.distinct_cases,
+        aligned_patches=config.aligned_patches,
     )
     network_config = config.network_config()
     model = build_network(network_config, seed=config.seed)
@@ -210,6 +211,7 @@ def _loss_weighting_summary(config: TrainConfig) -> dict[str, Any]:
     if config.loss_weighting == "qam_ocm":
         summary["ocm_lambda"] = config.ocm_lambda
     summary["distinct_cases"] = config.distinct_cases
+    summary["aligned_patches"] = config.aligned_patches
     return summary
 
 

@@ -237,6 +237,7 @@ class Trainer:
         self._base_lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
         self.last_sample_weights: list[float] | None = None
         self.last_case_ids: tuple[str, ...] | None = None
+        self.last_label_shares: list[float] | None = None
         self.train_data = train_data
         self.val_data = list(val_data)
         self.callbacks = list(callbacks)
@@ -383,6 +384,8 @@ class Trainer:
         with self._autocast():
             result = self.weighting(per_sample, image, label, known)
         self.last_sample_weights = [float(w) for w in result.weights.cpu()]
+        # how much of each patch is labelled: a diagnostic of what the quality network keys on
+        self.last_label_shares = [float(v) for v in label.flatten(1).mean(dim=1).cpu()]
         return result.loss
 
     def _average_quality_gradients(self) -> None:
@@ -506,6 +509,7 @@ class Trainer:
             if self.weighting is not None and self.last_sample_weights is not None:
                 record["sample_weights"] = self.last_sample_weights
                 record["case_ids"] = list(self.last_case_ids or ())
+                record["label_shares"] = list(self.last_label_shares or ())
             if iteration % self.config.log_every == 0 or iteration == total:
                 self.state.train_history.append(record)
             self._notify("on_iteration_end", record)
