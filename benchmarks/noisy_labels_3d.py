@@ -5,15 +5,24 @@ the trainer draws batches of patches from different cases (``distinct_cases``, b
 the quality network compares annotators. Training phantoms: half "standard" (the guideline
 CTV), a quarter "wide" and a quarter "tight" (:mod:`AutoCTVLib.phantom.style`); the network
 learns each case's delivered ``ctv``. Test phantoms are scored against the guideline CTV
-(``ctv_reference``). Two runs on the same data, seed and budget: plain training (``"none"``)
-and ``"qam_ocm"``. Reported: test Dice and HD95 (mm) per case and mean, how far the styled
-labels are from the guideline (Dice), and the mean weight N·Θ each annotator style received.
+(``ctv_reference``).
 
-Run (about 30–40 minutes on 2 CPU cores)::
+Four runs on the same data, seed and budget: plain training (``"none"``) and ``"qam_ocm"``, each
+with patches placed independently (a random CTV voxel or a random place per patch) and with
+``aligned_patches`` (every patch of a batch at the same offset from its case's CTV centroid, or
+at the same relative place). Independent patches differ in how much CTV they hold, and the
+quality network can key on that instead of on the annotator; aligned patches compare like with
+like. Reported: test Dice and HD95 (mm) per case and mean, predicted volume against the
+reference, how far the styled labels are from the guideline (Dice), the mean weight N·Θ each
+annotator style received, and the within-batch correlation of N·Θ with each patch's labelled
+share.
+
+Run (about 40 minutes on 2 CPU cores)::
 
     .venv/bin/python benchmarks/noisy_labels_3d.py --workers 2
 
-Smoke test (a minute): ``--quick`` (writes under benchmarks/out/ only).
+Smoke test (a minute): ``--quick`` (writes under benchmarks/out/ only). Each run's record is
+kept in ``--work-dir`` as it finishes, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -35,7 +44,14 @@ from common import write_results
 
 BENCHMARKS = Path(__file__).resolve().parent
 RESULTS = BENCHMARKS / "results"
-STRATEGIES = ("none", "qam_ocm")
+#: (loss weighting, patch placement) of each run, in table order
+RUNS = (
+    ("none", "independent"),
+    ("qam_ocm", "independent"),
+    ("none", "aligned"),
+    ("qam_ocm", "aligned"),
+)
+RUN_TITLES = {"none": "plain", "qam_ocm": "QAM+OCM (λ = 2)"}
 _TEST_SEED_OFFSET = 50_000
 
 
@@ -96,7 +112,11 @@ def json_settings(settings: Settings) -> dict[str, Any]:
     return json.loads(json.dumps(settings.__dict__))
 
 
-def train_config(settings: Settings, strategy: str) -> Any:
+def run_name(strategy: str, placement: str) -> str:
+    return f"{strategy}__{placement}"
+
+
+def train_config(settings: Settings, strategy: str, placement: str = "independent") -> Any:
     from AutoCTVLib.training.config import TrainConfig
 
     return TrainConfig(
@@ -118,6 +138,7 @@ def train_config(settings: Settings, strategy: str) -> Any:
         loss_weighting=strategy,
         qam_channels=list(settings.qam_channels),
         distinct_cases=True,
+        aligned_patches=placement == "aligned",
     )
 
 
@@ -162,8 +183,8 @@ def build_cases(settings: Settings) -> dict[str, Any]:
     return {"train": train, "test": test, "labels": label_agreement}
 
 
-def run_one(job: tuple[Settings, str, str]) -> dict[str, Any]:
-    settings, strategy, work_dir_text = job
+def run_one(job: tuple[Settings, str, str, str]) -> dict[str, Any]:
+    settings, strategy, placement, work_dir_text = job
     import torch
 
     torch.set_num_threads(settings.threads)
@@ -175,7 +196,7 @@ def run_one(job: tuple[Settings, str, str]) -> dict[str, Any]:
     started = time.perf_counter()
     cases = build_cases(settings)
     prepared_s = time.perf_counter() - started
-    config = train_config(settings, strategy)
+    config = train_config(settings, strategy, placement)
     sampler = PatchSampler(
         cases["train"],
         config.batch_size,
@@ -183,6 +204,7 @@ def run_one(job: tuple[Settings, str, str]) -> dict[str, Any]:
         config.foreground_fraction,
         seed=config.seed,
         distinct_cases=config.distinct_cases,
+        aligned_patches=config.aligned_patches,
     )
     trainer = Trainer(
         build_network(config.network_config(), seed=config.seed),
@@ -198,6 +220,7 @@ def run_one(job: tuple[Settings, str, str]) -> dict[str, Any]:
     record: dict[str, Any] = {
         "settings": json_settings(settings),
         "strategy": strategy,
+        "placement": placement,
         "config": config.to_dict(),
         "test_dice_mean": validation.get("dice_mean"),
         "test_hd95_mean_mm": validation.get("hd95_mean_mm"),
@@ -209,9 +232,10 @@ def run_one(job: tuple[Settings, str, str]) -> dict[str, Any]:
     }
     if strategy != "none":
         record["mean_weight_by_style"] = weight_by_style(history, cases["labels"], settings)
-    (work_dir / f"{strategy}.json").write_text(json.dumps(record, indent=1))
+        record["weight_label_share_correlation"] = weight_share_correlation(history)
+    (work_dir / f"{run_name(strategy, placement)}.json").write_text(json.dumps(record, indent=1))
     print(
-        f"{strategy:8s} test Dice {record['test_dice_mean']}, HD95 "
+        f"{strategy:8s} {placement:11s} test Dice {record['test_dice_mean']}, HD95 "
         f"{record['test_hd95_mean_mm']} mm ({record['train_seconds']} s)",
         flush=True,
     )
@@ -235,29 +259,92 @@ def weight_by_style(
     return summary
 
 
+def weight_share_correlation(history: list[dict[str, Any]]) -> float | None:
+    """Pearson correlation of N·Θ with the patch's labelled share, both centred per batch.
+
+    Near 0: the quality network's weights do not follow how much of a patch is labelled; a
+    clear positive value means it favours patches holding more CTV, whatever the annotator.
+    """
+    weights, shares = [], []
+    for row in history:
+        if not row.get("label_shares"):
+            return None
+        w = np.asarray(row["sample_weights"]) * len(row["sample_weights"])
+        share = np.asarray(row["label_shares"])
+        weights.append(w - w.mean())
+        shares.append(share - share.mean())
+    if not weights:
+        return None
+    w, share = np.concatenate(weights), np.concatenate(shares)
+    if w.std() == 0 or share.std() == 0:
+        return None
+    return round(float(np.corrcoef(w, share)[0, 1]), 3)
+
+
+def volume_ratio(record: dict[str, Any]) -> float | None:
+    """Median predicted / reference CTV volume over the test cases."""
+    rows = record.get("test_per_case") or []
+    ratios = [r["volume_pred_ml"] / r["volume_ref_ml"] for r in rows if r.get("volume_ref_ml")]
+    return round(float(np.median(ratios)), 2) if ratios else None
+
+
+def _cell(value: float | None, form: str) -> str:
+    return "—" if value is None else format(value, form)
+
+
 def write_table(records: dict[str, dict[str, Any]], settings: Settings, out_stem: Path) -> None:
-    header = ["training", "test Dice (mean)", "test HD95 mm (mean)", "per case Dice", "train s"]
+    header = [
+        "training",
+        "patches",
+        "test Dice (mean)",
+        "test HD95 mm (mean)",
+        "volume / reference (median)",
+        "per case Dice",
+        "N·Θ wide / standard / tight (last quarter)",
+        "N·Θ vs label share (r)",
+        "train s",
+    ]
     table = []
-    for strategy in STRATEGIES:
-        record = records.get(strategy)
+    for strategy, placement in RUNS:
+        record = records.get(run_name(strategy, placement))
         if record is None:
             continue
         per_case = ", ".join(f"{row['dice']:.3f}" for row in (record.get("test_per_case") or []))
-        dice_mean, hd95 = record["test_dice_mean"], record["test_hd95_mean_mm"]
+        weights = record.get("mean_weight_by_style") or {}
+        by_style = " / ".join(
+            _cell(weights.get(style, {}).get("last_quarter"), ".2f")
+            for style in ("wide", "standard", "tight")
+        )
         table.append(
             [
-                "plain (none)" if strategy == "none" else "QAM+OCM (λ = 2)",
-                "—" if dice_mean is None else f"{dice_mean:.3f}",
-                "—" if hd95 is None else f"{hd95:.1f}",
+                RUN_TITLES[strategy],
+                placement,
+                _cell(record["test_dice_mean"], ".3f"),
+                _cell(record["test_hd95_mean_mm"], ".1f"),
+                _cell(volume_ratio(record), ".2f"),
                 per_case,
+                by_style if weights else "—",
+                _cell(record.get("weight_label_share_correlation"), ".2f")
+                if strategy != "none"
+                else "—",
                 record["train_seconds"],
             ]
         )
     any_record = next(iter(records.values()))
+    agreement: dict[str, list[float]] = {}
+    for entry in any_record["training_labels"].values():
+        agreement.setdefault(entry["style"], []).append(entry["dice_vs_guideline"])
+    notes = [
+        "Training labels against the guideline CTV (mean Dice per style): "
+        + ", ".join(f"{style} {np.mean(v):.3f}" for style, v in sorted(agreement.items()))
+        + ". Test Dice and HD95 are against the guideline CTV of held-out phantoms.",
+        "N·Θ is a patch's weight times the batch size (1 = the plain mean); r is its Pearson "
+        "correlation with the patch's labelled share, both centred within each batch.",
+    ]
     data = {
         "settings": settings.__dict__,
         "training_labels": any_record["training_labels"],
-        "runs": [records[s] for s in STRATEGIES if s in records],
+        "runs": [records[run_name(*run)] for run in RUNS if run_name(*run) in records],
     }
     write_results(
         out_stem,
@@ -265,23 +352,8 @@ def write_table(records: dict[str, dict[str, Any]], settings: Settings, out_stem
         header,
         table,
         data,
+        notes=notes,
     )
-    weights = records.get("qam_ocm", {}).get("mean_weight_by_style")
-    if weights:
-        lines = ["", "Mean weight N·Θ given to each annotator style (1 = plain mean):", ""]
-        lines += ["| style | all iterations | last quarter |", "|---|---|---|"]
-        lines += [
-            f"| {style} | {v.get('all', float('nan')):.3f} | "
-            f"{v.get('last_quarter', float('nan')):.3f} |"
-            for style, v in sorted(weights.items())
-        ]
-        agreement: dict[str, list[float]] = {}
-        for entry in any_record["training_labels"].values():
-            agreement.setdefault(entry["style"], []).append(entry["dice_vs_guideline"])
-        lines += ["", "Training labels vs the guideline CTV (mean Dice per style):", ""]
-        lines += [f"- {style}: {np.mean(v):.3f}" for style, v in sorted(agreement.items())]
-        with out_stem.with_suffix(".md").open("a", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -309,26 +381,27 @@ def main() -> None:
 
     records: dict[str, dict[str, Any]] = {}
     jobs = []
-    for strategy in STRATEGIES:
-        done = work_dir / f"{strategy}.json"
+    for strategy, placement in RUNS:
+        name = run_name(strategy, placement)
+        done = work_dir / f"{name}.json"
         saved = json.loads(done.read_text()) if done.is_file() else None
         if saved is not None and saved.get("settings") == json_settings(settings):
-            records[strategy] = saved
+            records[name] = saved
         else:
-            jobs.append((settings, strategy, str(work_dir)))
+            jobs.append((settings, strategy, placement, str(work_dir)))
     started = time.perf_counter()
     if args.workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=min(args.workers, len(jobs))) as pool:
             for record in pool.map(run_one, jobs):
-                records[record["strategy"]] = record
+                records[run_name(record["strategy"], record["placement"])] = record
     else:
         for job in jobs:
             record = run_one(job)
-            records[record["strategy"]] = record
+            records[run_name(record["strategy"], record["placement"])] = record
     elapsed = time.perf_counter() - started
     write_table(records, settings, out_stem)
     for job in jobs:
-        record = records[job[1]]
+        record = records[run_name(job[1], job[2])]
         print(
             f"{job[1]}: {record['train_seconds'] / settings.iterations:.3f} s per iteration, "
             f"{record['prepare_seconds']:.0f} s to prepare the cases"
