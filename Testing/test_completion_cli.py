@@ -100,4 +100,7 @@ def test_complete_train_quick_options_reach_the_run(monkeypatch, tmp_path, capsy
     assert cli_main.main([*argv, "--seed", "9", "--device", "cpu", "--progress", "none"]) == 0
     assert seen["config"].iterations == 3 and seen["config"].seed == 9
     assert seen["config"].cases == train.quick_config().cases
+    assert seen["resume"] is False
     assert "best validation Dice 0.500" in capsys.readouterr().out
+    assert cli_main.main([*argv, "--resume", "--progress", "none"]) == 0
+    assert seen["resume"] is True

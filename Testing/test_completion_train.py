@@ -24,7 +24,7 @@ from AutoCTVLib.completion.train_data import (
     TRAINING_STRUCTURES,
     PhantomGrid,
 )
-from AutoCTVLib.errors import OutputError
+from AutoCTVLib.errors import CancelledError, InputError, OutputError
 
 
 @pytest.fixture(autouse=True)
@@ -94,3 +94,53 @@ def test_a_tiny_run_exports_a_loadable_completion_model(tmp_path) -> None:
     assert np.isfinite([json.loads(line)["loss"] for line in lines]).all()
     with pytest.raises(OutputError):
         train_completion(tiny_config(), tmp_path)
+
+
+class _StopAfter:
+    """A cancel event that is set once the given iteration has been reported."""
+
+    def __init__(self, iteration: int) -> None:
+        self.iteration = iteration
+        self.set_now = False
+
+    def __call__(self, event: dict) -> None:
+        if event.get("event") == "iteration" and event["iteration"] >= self.iteration:
+            self.set_now = True
+
+    def is_set(self) -> bool:
+        return self.set_now
+
+
+def test_an_interrupted_run_resumes_to_the_same_model(tmp_path) -> None:
+    config = tiny_config(iterations=6, val_every=2)
+    straight = train_completion(config, tmp_path / "straight")
+    stop = _StopAfter(3)  # the last checkpoint is at iteration 2; iteration 3 is lost
+    with pytest.raises(CancelledError):
+        train_completion(config, tmp_path / "resumed", progress=stop, cancel=stop)
+    assert not (tmp_path / "resumed" / "completion.json").exists()
+    with pytest.raises(OutputError, match="interrupted"):
+        train_completion(config, tmp_path / "resumed")
+    with pytest.raises(InputError, match=r"other settings.*learning_rate"):
+        train_completion(replace(config, learning_rate=1e-3), tmp_path / "resumed", resume=True)
+    resumed = train_completion(config, tmp_path / "resumed", resume=True)
+
+    def losses(folder) -> list[tuple[int, float]]:
+        lines = (folder / "train_log.jsonl").read_text().splitlines()
+        return [(json.loads(x)["iteration"], json.loads(x)["loss"]) for x in lines]
+
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "straight")
+    assert [i for i, _ in losses(tmp_path / "resumed")] == [1, 2, 3, 4, 5, 6]
+    assert (resumed.best_iteration, resumed.best_dice) == (
+        straight.best_iteration,
+        straight.best_dice,
+    )
+    weights = [
+        load_completion_model(tmp_path / folder / "completion").network.state_dict()
+        for folder in ("straight", "resumed")
+    ]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_resume_needs_an_interrupted_run(tmp_path) -> None:
+    with pytest.raises(InputError, match="no interrupted run"):
+        train_completion(tiny_config(), tmp_path, resume=True)

@@ -7,7 +7,9 @@ the same network, sampling and augmentation, on fewer phantoms, smaller patches 
 ``Resources/Models/completion_phantom.*``. Trained on synthetic phantoms only.
 
 Run: .venv/bin/python benchmarks/completion_model.py --out runs/completion [--iterations 1500]
-     [--threads 2]
+     [--threads 2] [--resume]
+
+An interrupted run continues from its last validation with ``--resume`` (same options).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1500)
     parser.add_argument("--cases", type=int, default=24, help="training phantoms")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--models", type=Path, default=REPOSITORY / "Resources" / "Models")
     args = parser.parse_args()
     if args.threads:
@@ -56,7 +59,11 @@ def main() -> None:
             print(f"{event['iteration']}: loss {event['loss']:.3f} ({event['seconds']:.0f} s)")
 
     summary = train_completion(
-        bundled_config(args.iterations, args.cases), args.out, progress=show, overwrite=True
+        bundled_config(args.iterations, args.cases),
+        args.out,
+        progress=show,
+        overwrite=not args.resume,
+        resume=args.resume,
     )
     print(json.dumps(summary.__dict__), flush=True)
     model, card = load_model(args.out / f"{MODEL_STEM}.json")

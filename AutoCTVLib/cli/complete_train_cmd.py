@@ -3,12 +3,14 @@
 ::
 
     autoctv complete-train --out DIR [--cases N] [--iterations N] [--seed S] [--quick]
-                           [--data DATASET.h5] [--device auto|cpu|cuda]
+                           [--data DATASET.h5] [--device auto|cpu|cuda] [--resume]
 
 Trains on synthetic phantoms generated in memory (CTV and several organs and muscles; bladder,
 bowel and bones are held out) or on an AutoCTV HDF5 dataset, and writes DIR/completion.json +
 DIR/completion.safetensors, DIR/train_log.jsonl and DIR/summary.json. ``--quick`` is a smoke
-test of a minute or two that produces a model of no practical use.
+test of a minute or two that produces a model of no practical use. Every validation writes a
+checkpoint to DIR/checkpoints; ``--resume`` (with the same options) continues an interrupted run
+from the last one.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="progress display: a bar on stderr, JSON lines on stdout, or none (default bar)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a model in OUT")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in OUT (give the same options as when it started)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -115,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         progress=_Progress(args.progress),
         overwrite=args.overwrite,
+        resume=args.resume,
     )
     if args.progress == "json":
         return 0

@@ -12,6 +12,12 @@ Every ``val_every`` iterations and at the end, the network completes fixed valid
 the best network is exported as ``OUT/completion.safetensors`` + ``OUT/completion.json`` (card:
 three input channels, its own preprocessing, training summary, validation Dice). The log is
 ``OUT/train_log.jsonl`` (one JSON object per line) and ``OUT/summary.json``.
+
+Each validation also writes ``OUT/checkpoints/last`` (network, Adam state, progress) and, when
+the score improved, ``OUT/checkpoints/best`` (:mod:`AutoCTVLib.training.checkpoint` folders).
+An interrupted run continues with ``resume=True`` from its last validation: batches, dropout
+and the learning rate are functions of the iteration, so the resumed run ends where an
+uninterrupted one would have. Long runs can so be trained in several sittings.
 """
 
 from __future__ import annotations
@@ -51,11 +57,17 @@ from AutoCTVLib.io.atomic import atomic_path
 from AutoCTVLib.metrics import dice
 from AutoCTVLib.models import save_model
 from AutoCTVLib.nn import build_network
+from AutoCTVLib.training.checkpoint import (
+    load_checkpoint,
+    read_checkpoint_state,
+    save_checkpoint,
+)
 from AutoCTVLib.training.losses import bce_dice_loss
 
 logger = logging.getLogger(__name__)
 
 MODEL_STEM = "completion"
+CHECKPOINTS = "checkpoints"
 #: ``progress(event)`` with ``event["event"]`` in "case", "iteration", "validation", "end".
 Progress = Callable[[dict[str, Any]], None]
 #: Validation phantoms use seeds from here on (training phantoms use ``seed + i``).
@@ -224,9 +236,63 @@ def training_batch(
     return collate(examples)
 
 
+def _checkpoint(
+    out: Path,
+    network: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    identity: dict[str, Any],
+    iteration: int,
+    record: dict[str, Any],
+    best: tuple[float, int] | None,
+    improved: bool,
+) -> None:
+    """Write ``checkpoints/best`` (when ``improved``) and then ``checkpoints/last``."""
+    state = {
+        **identity,
+        "iteration": iteration,
+        "seconds": record["seconds"],
+        "best_dice": None if best is None or not math.isfinite(best[0]) else best[0],
+        "best_iteration": None if best is None else best[1],
+    }
+    if improved:
+        save_checkpoint(out / CHECKPOINTS / "best", network, state)
+    save_checkpoint(out / CHECKPOINTS / "last", network, state, optimizer)
+
+
 def _learning_rate(config: CompletionTrainConfig, iteration: int) -> float:
     progress = (iteration - 1) / max(1, config.iterations - 1)
     return config.learning_rate * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def _run_identity(config: CompletionTrainConfig, dataset: str | Path | None) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed (JSON form)."""
+    return json.loads(
+        json.dumps(
+            {"config": config.to_dict(), "dataset": None if dataset is None else str(dataset)}
+        )
+    )
+
+
+def _resume_state(out: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """The trainer state of ``out``'s last checkpoint, checked against this run's settings."""
+    last = out / CHECKPOINTS / "last"
+    if not (last / "state.json").is_file():
+        raise InputError(f"there is no interrupted run to resume in {out}")
+    state = read_checkpoint_state(last)["trainer"]
+    stored = {"config": state.get("config"), "dataset": state.get("dataset")}
+    if stored != identity:
+        differing = sorted(
+            key
+            for key in set(identity["config"]) | set(stored["config"] or {})
+            if identity["config"].get(key) != (stored["config"] or {}).get(key)
+        )
+        if identity["dataset"] != stored["dataset"]:
+            differing.append("dataset")
+        raise InputError(
+            f"the run in {out} was started with other settings ({', '.join(differing)}); "
+            "resume it with the same settings or start a new one"
+        )
+    return state
 
 
 def train_completion(
@@ -238,18 +304,31 @@ def train_completion(
     progress: Progress | None = None,
     cancel: CancelEvent | None = None,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> TrainSummary:
     """Train the completion network and export the best one to ``out_dir`` (see module doc).
 
+    ``resume`` continues the interrupted run in ``out_dir`` from its last checkpoint (same
+    settings and data required).
+
     Raises:
-        OutputError: the model exists in ``out_dir`` and ``overwrite`` is false.
-        CancelledError: ``cancel`` was set (nothing is exported).
+        OutputError: ``out_dir`` holds a model or an interrupted run, and neither ``overwrite``
+            nor ``resume`` was given.
+        InputError: ``resume`` without a checkpoint, or with other settings.
+        CancelledError: ``cancel`` was set (nothing is exported; the last checkpoint stays).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model_stem = out / MODEL_STEM
-    if not overwrite and (model_stem.with_suffix(".json")).exists():
-        raise OutputError(f"{model_stem}.json already exists; choose another folder or overwrite")
+    identity = _run_identity(config, dataset)
+    state: dict[str, Any] | None = _resume_state(out, identity) if resume else None
+    if state is None and not overwrite:
+        if model_stem.with_suffix(".json").exists():
+            raise OutputError(
+                f"{model_stem}.json already exists; choose another folder or overwrite"
+            )
+        if (out / CHECKPOINTS / "last").exists():
+            raise OutputError(f"{out} holds an interrupted training run; resume it or overwrite it")
     device = torch.device(device)
     train_cases, validation_cases = load_cases(config, dataset, progress)
     validation = validation_set(validation_cases, config)
@@ -260,10 +339,31 @@ def train_completion(
     best_state: dict[str, torch.Tensor] | None = None
     best: tuple[float, int] | None = None
     log_path = out / "train_log.jsonl"
-    log_path.write_text("")
-    started = time.perf_counter()
+    first, seconds_before = 1, 0.0
+    if state is None:
+        log_path.write_text("")
+    else:
+        load_checkpoint(out / CHECKPOINTS / "last", network, optimizer)
+        first, seconds_before = int(state["iteration"]) + 1, float(state["seconds"])
+        if state["best_iteration"] is not None:
+            dice_value = state["best_dice"]
+            best = (math.nan if dice_value is None else float(dice_value), state["best_iteration"])
+            best_network = copy.deepcopy(network)
+            load_checkpoint(out / CHECKPOINTS / "best", best_network)
+            best_state = copy.deepcopy(best_network.state_dict())
+        kept = (
+            [
+                line
+                for line in log_path.read_text(encoding="utf-8").splitlines()
+                if line and json.loads(line)["iteration"] < first
+            ]
+            if log_path.is_file()
+            else []
+        )
+        log_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    started = time.perf_counter() - seconds_before
     network.train()
-    for iteration in range(1, config.iterations + 1):
+    for iteration in range(first, config.iterations + 1):
         if cancel is not None and cancel.is_set():
             raise CancelledError("training was cancelled")
         inputs, target, weight = (
@@ -285,14 +385,19 @@ def train_completion(
             "loss": float(loss.detach()),
             "seconds": time.perf_counter() - started,
         }
-        if iteration % config.val_every == 0 or iteration == config.iterations:
+        validating = iteration % config.val_every == 0 or iteration == config.iterations
+        improved = False
+        if validating:
             score = validate(network, validation, device)
             record["validation_dice"] = score
-            if best is None or (math.isfinite(score) and score > best[0]):
+            improved = best is None or (math.isfinite(score) and score > best[0])
+            if improved:
                 best = (score, iteration)
                 best_state = copy.deepcopy(network.state_dict())
         with log_path.open("a", encoding="utf-8") as stream:
             stream.write(json.dumps(record) + "\n")
+        if validating:  # after the log line, so a resumed log never misses one
+            _checkpoint(out, network, optimizer, identity, iteration, record, best, improved)
         _report(progress, record)
     seconds = time.perf_counter() - started
     if best_state is not None:
@@ -317,7 +422,7 @@ def train_completion(
             "best_iteration": None if best is None else best[1],
         },
     )
-    save_model(network, card, model_stem, overwrite=overwrite)
+    save_model(network, card, model_stem, overwrite=overwrite or resume)
     summary = TrainSummary(
         iterations=config.iterations,
         best_dice=None if best is None else best[0],
