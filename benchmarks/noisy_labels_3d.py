@@ -341,6 +341,16 @@ def write_table(records: dict[str, dict[str, Any]], settings: Settings, out_stem
         "N·Θ is a patch's weight times the batch size (1 = the plain mean); r is its Pearson "
         "correlation with the patch's labelled share, both centred within each batch.",
     ]
+    if any(
+        strategy != "none"
+        and run_name(strategy, placement) in records
+        and records[run_name(strategy, placement)].get("weight_label_share_correlation") is None
+        for strategy, placement in RUNS
+    ):
+        notes.append(
+            "An r of — for a weighted run: that run predates the per-patch label-share record "
+            "(delete its record in the work folder and rerun to fill it in)."
+        )
     data = {
         "settings": settings.__dict__,
         "training_labels": any_record["training_labels"],
