@@ -10,7 +10,7 @@ import torch
 
 from AutoCTVLib.completion import Annotation, FinetuneConfig, complete
 from AutoCTVLib.completion.finetune import finetune_loss, finetune_network, finetune_sample
-from AutoCTVLib.completion.grid import prepare_inputs
+from AutoCTVLib.completion.grid import INPUT_CHANNELS, prepare_inputs
 from AutoCTVLib.completion.model import untrained_model, widen_ctv_network
 from AutoCTVLib.errors import CancelledError, ModelFileError
 from AutoCTVLib.metrics import dice
@@ -161,15 +161,18 @@ def tiny_ctv_network() -> torch.nn.Module:
 def test_widened_ctv_network_first_predicts_what_the_ctv_network_does() -> None:
     ctv = tiny_ctv_network()
     widened = widen_ctv_network(ctv)
-    assert widened.config.in_channels == 3
+    assert widened.config.in_channels == len(INPUT_CHANNELS)
     image = torch.rand(1, 1, 8, 12, 12)
-    extra = torch.rand(1, 2, 8, 12, 12)
+    extra = torch.rand(1, len(INPUT_CHANNELS) - 1, 8, 12, 12)
     with torch.no_grad():
         expected = ctv(image)
         actual = widened(torch.cat([image, extra], dim=1))
     torch.testing.assert_close(actual, expected)
     # A residual first level that would lose its input projection cannot be widened exactly.
-    odd = build_network(NetworkConfig(channels=(4, 8), recurrent_steps=2, residual=True), seed=0)
+    first = len(INPUT_CHANNELS) + 1  # widened inputs plus the fed-back probability
+    odd = build_network(
+        NetworkConfig(channels=(first, 8), recurrent_steps=2, residual=True), seed=0
+    )
     with pytest.raises(ModelFileError, match="cannot be widened"):
         widen_ctv_network(odd)
 

@@ -44,7 +44,7 @@ def tiny_config(**changes) -> CompletionTrainConfig:
         batch_size=2,
         patch_size_zyx=(16, 16, 16),
         channels=(4, 8),
-        phantom_grid=PhantomGrid(size_xy=64, pixel_mm=(6.0, 6.5), slice_mm=(6.0, 6.5)),
+        phantom_grid=PhantomGrid(pixel_mm=(6.0, 6.5), slice_mm=(6.0, 6.5), field_of_view_mm=400.0),
         grid=CompletionGridConfig(spacing_xyz_mm=(6.0, 6.0, 6.0)),
     )
     return replace(base, **changes)
@@ -121,7 +121,7 @@ def test_an_interrupted_run_resumes_to_the_same_model(tmp_path) -> None:
     with pytest.raises(OutputError, match="interrupted"):
         train_completion(config, tmp_path / "resumed")
     with pytest.raises(InputError, match=r"other settings.*learning_rate"):
-        train_completion(replace(config, learning_rate=1e-3), tmp_path / "resumed", resume=True)
+        train_completion(replace(config, learning_rate=5e-4), tmp_path / "resumed", resume=True)
     resumed = train_completion(config, tmp_path / "resumed", resume=True)
 
     def losses(folder) -> list[tuple[int, float]]:

@@ -187,7 +187,7 @@ def test_bundled_model_lookup_and_model_cards(tmp_path, tiny_model):
     assert "not for clinical use" in summary
     # A completion model (CT + drawing inputs) is not a contouring model.
     card = json.loads(tiny_model.read_text())
-    card["input_channels"] = ["ct", "sparse_label", "annotated_mask"]
+    card["input_channels"] = ["ct", "sparse_label", "annotated_mask", "interpolation"]
     (models / "completion.json").write_text(json.dumps(card))
     (models / "completion.safetensors").write_bytes(b"")
     with pytest.raises(ModelFileError, match="not a CTV contouring model"):

@@ -1,10 +1,10 @@
 """Train the bundled sparse-slice completion network within a laptop-CPU budget.
 
 The library's default (`CompletionTrainConfig()`: 48 phantoms, 20 000 iterations of two
-64×80×80 patches) takes days on a 2-core CPU. This script trains the configuration we bundle:
-the same network, sampling and augmentation, on fewer phantoms, smaller patches (32×64×64 at
-3 mm, i.e. 96×192×192 mm) and fewer iterations, then installs the best network as
-``Resources/Models/completion_phantom.*``. Trained on synthetic phantoms only.
+32×96×96 patches) takes days on a 2-core CPU. This script trains the configuration we bundle:
+the same network, model grid (1.5 × 1.5 × 3 mm), sampling and augmentation, on fewer phantoms
+and fewer iterations, then installs the best network as ``Resources/Models/completion_phantom.*``.
+Trained on synthetic phantoms only.
 
 Run: .venv/bin/python benchmarks/completion_model.py --out runs/completion [--iterations 1500]
      [--threads 2] [--resume]
@@ -35,7 +35,6 @@ def bundled_config(iterations: int, cases: int) -> CompletionTrainConfig:
         validation_examples=4,
         iterations=iterations,
         batch_size=2,
-        patch_size_zyx=(32, 64, 64),
         val_every=250,
     )
 

@@ -5,9 +5,11 @@ fresh one), the network is trained on *this* volume's annotated slices only, the
 
 Each step (on the model grid):
 
-1. Hide a random subset of the annotated planes from the input: their sparse label and mask
-   channels are zeroed, so the network must predict them from the remaining planes and the CT
-   (the completion task, specialised to this patient).
+1. Hide a subset of the annotated planes from the input: their sparse label and mask
+   channels are zeroed and the interpolation channel is recomputed from the remaining planes,
+   so the network must predict the hidden planes from the others and the CT (the completion
+   task, specialised to this patient). The subsets come from a fixed pool of
+   ``hidden_subsets`` random draws, so each subset's interpolation is computed once.
 2. Crop a random patch (at most ``patch_size_zyx``) holding at least one annotated plane.
 3. Loss: weighted BCE + Dice with weight 1 on every annotated plane (hidden or not) and
    **weight 0 on every other voxel**: unannotated voxels are unknown and contribute nothing,
@@ -34,8 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from AutoCTVLib.completion.annotation import AXIS_NAMES
+from AutoCTVLib.completion.annotation import AXIS_NAMES, Annotation
 from AutoCTVLib.completion.grid import CompletionInputs
+from AutoCTVLib.completion.prior import shape_prior
 from AutoCTVLib.errors import CancelledError
 from AutoCTVLib.training.losses import bce_dice_loss
 
@@ -58,13 +61,16 @@ class FinetuneConfig:
         max_steps: stop after this many steps (``None``: only the time budget counts).
         learning_rate: Adam learning rate.
         patch_size_zyx: largest patch (model voxels) per step; smaller crops are used whole.
+        hidden_subsets: how many different subsets of hidden planes are drawn (each costs one
+            interpolation of the remaining planes).
         seed: seeds patch placement and which planes are hidden.
     """
 
     time_budget_s: float = 40.0
     max_steps: int | None = None
     learning_rate: float = 2e-4
-    patch_size_zyx: tuple[int, int, int] = (32, 48, 48)
+    patch_size_zyx: tuple[int, int, int] = (32, 64, 64)
+    hidden_subsets: int = 8
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -80,6 +86,8 @@ class FinetuneConfig:
         if len(patch) != 3 or min(patch) < 1:
             raise ValueError(f"patch_size_zyx must be three positive sizes, got {patch}")
         object.__setattr__(self, "patch_size_zyx", patch)
+        if isinstance(self.hidden_subsets, bool) or int(self.hidden_subsets) < 1:
+            raise ValueError(f"hidden_subsets must be a positive integer: {self.hidden_subsets}")
 
 
 @dataclass(frozen=True)
@@ -134,26 +142,55 @@ def _patch_window(
     return tuple(window)
 
 
-def finetune_sample(
-    inputs: CompletionInputs, rng: np.random.Generator, patch_size_zyx: tuple[int, int, int]
-) -> FinetuneSample:
-    """Draw one step's input (some annotated planes hidden), target and weight.
+def draw_hidden_subsets(
+    inputs: CompletionInputs, rng: np.random.Generator, count: int
+) -> list[tuple[tuple[int, int], ...]]:
+    """``count`` random subsets of annotated planes to hide, each leaving at least one shown.
 
-    The target is the sparse label; the weight is 1 on annotated planes and 0 elsewhere.
+    Each subset hides between one and half of the planes (none when there is a single plane).
     """
     planes = _planes(inputs)
-    hidden_count = int(rng.integers(1, max(1, math.ceil(len(planes) / 2)) + 1))
-    hidden_count = min(hidden_count, max(0, len(planes) - 1))
-    order = rng.permutation(len(planes))
-    hidden = [planes[i] for i in order[:hidden_count]]
-    visible = [planes[i] for i in order[hidden_count:]]
+    subsets = []
+    for _ in range(count):
+        hidden_count = int(rng.integers(1, max(1, math.ceil(len(planes) / 2)) + 1))
+        hidden_count = min(hidden_count, max(0, len(planes) - 1))
+        order = rng.permutation(len(planes))
+        subsets.append(tuple(sorted(planes[i] for i in order[:hidden_count])))
+    return subsets
+
+
+def finetune_sample(
+    inputs: CompletionInputs,
+    rng: np.random.Generator,
+    patch_size_zyx: tuple[int, int, int],
+    hidden: tuple[tuple[int, int], ...] | None = None,
+    priors: dict[tuple[tuple[int, int], ...], np.ndarray] | None = None,
+) -> FinetuneSample:
+    """Draw one step's input (the ``hidden`` planes hidden), target and weight.
+
+    ``hidden`` defaults to one fresh random subset (:func:`draw_hidden_subsets`). ``priors``
+    caches the interpolation of the shown planes per hidden subset. The target is the sparse
+    label; the weight is 1 on annotated planes and 0 elsewhere.
+    """
+    if hidden is None:
+        hidden = draw_hidden_subsets(inputs, rng, 1)[0]
+    visible = [plane for plane in _planes(inputs) if plane not in set(hidden)]
     shape = inputs.model_geometry.shape_zyx
     visible_mask = _plane_mask(shape, visible)
     sparse_input = np.where(visible_mask, inputs.sparse, 0.0).astype(np.float32)
+    prior = None if priors is None else priors.get(hidden)
+    if prior is None:
+        shown = Annotation.from_mapping(
+            {name: [i for a, i in visible if a == axis] for axis, name in enumerate(AXIS_NAMES)}
+        )
+        spacing_zyx = inputs.model_geometry.spacing_xyz_mm[::-1]
+        prior = shape_prior(sparse_input > 0, shown, spacing_zyx).astype(np.float32)
+        if priors is not None:
+            priors[hidden] = prior
     known = inputs.known > 0
-    hidden_mask = _plane_mask(shape, hidden)
+    hidden_mask = _plane_mask(shape, list(hidden))
     window = _patch_window(shape, patch_size_zyx, hidden_mask if hidden else known, rng)
-    channels = np.stack([inputs.image, sparse_input, visible_mask.astype(np.float32)])
+    channels = np.stack([inputs.image, sparse_input, visible_mask.astype(np.float32), prior])
     target = inputs.sparse[None]
     weight = known.astype(np.float32)[None]
 
@@ -200,6 +237,8 @@ def finetune_network(
     _freeze_running_statistics(tuned)
     optimizer = torch.optim.Adam(tuned.parameters(), lr=config.learning_rate)
     rng = np.random.default_rng(config.seed)
+    subsets = draw_hidden_subsets(inputs, rng, config.hidden_subsets)
+    priors: dict[tuple[tuple[int, int], ...], np.ndarray] = {}
     started = time.perf_counter()
     losses: list[float] = []
     steps = 0
@@ -211,7 +250,8 @@ def finetune_network(
             break
         if cancel is not None and cancel.is_set():
             raise CancelledError("completion was cancelled")
-        sample = finetune_sample(inputs, rng, config.patch_size_zyx)
+        hidden = subsets[int(rng.integers(len(subsets)))]
+        sample = finetune_sample(inputs, rng, config.patch_size_zyx, hidden, priors)
         optimizer.zero_grad(set_to_none=True)
         loss = finetune_loss(
             tuned,

@@ -1,10 +1,11 @@
 """The completion network: its architecture, its model card, and loading a model file.
 
 A completion model is an ordinary AutoCTV model file (``<name>.safetensors`` + ``<name>.json``)
-whose card names three input channels, :data:`~AutoCTVLib.completion.grid.INPUT_CHANNELS`
-(CT, sparse label, annotated-slice mask), and whose ``preprocessing`` is a
-:class:`~AutoCTVLib.completion.grid.CompletionGridConfig` (``"task": "completion"``). Its one
-output channel is the completed structure, whatever structure was drawn.
+whose card names four input channels, :data:`~AutoCTVLib.completion.grid.INPUT_CHANNELS`
+(CT, sparse label, annotated-slice mask, interpolation between the drawn slices), and whose
+``preprocessing`` is a :class:`~AutoCTVLib.completion.grid.CompletionGridConfig`
+(``"task": "completion"``). Its one output channel is the completed structure, whatever
+structure was drawn.
 
 The bundled model lives at ``Resources/Models/completion_phantom.{safetensors,json}``.
 """
@@ -33,13 +34,14 @@ STRUCTURE_CODE = CodeTriplet("91723000", "SCT", "Anatomical Structure")
 
 
 def completion_network_config(**changes: Any) -> NetworkConfig:
-    """The completion U-Net: 3 input channels, 4 levels (16/32/64/128), residual blocks,
+    """The completion U-Net: 4 input channels, 5 levels (8/16/32/64/128: narrow at full
+    resolution, where a 1.5 mm model grid makes wide layers slow on a CPU), residual blocks,
     instance normalisation (no batch statistics, so fine-tuning on one volume behaves the
     same in training and evaluation mode), one output logit."""
     base = NetworkConfig(
         in_channels=len(INPUT_CHANNELS),
         out_channels=1,
-        channels=(16, 32, 64, 128),
+        channels=(8, 16, 32, 64, 128),
         residual=True,
         norm="instance",
     )
@@ -200,8 +202,8 @@ def widen_ctv_network(ctv_network: nn.Module) -> nn.Module:
     """A completion network initialised from a CTV network (one CT input channel).
 
     Every tensor is copied; the layers that read the input (first conv, residual projection)
-    get zero weights for the two new channels (sparse label, annotated mask), so the widened
-    network initially predicts exactly what the CTV network predicts. With recurrent
+    get zero weights for the new channels (sparse label, annotated mask, interpolation), so the
+    widened network initially predicts exactly what the CTV network predicts. With recurrent
     refinement the fed-back probability channel keeps its weights after the new channels.
     """
     old_config = ctv_network.config
@@ -216,7 +218,8 @@ def widen_ctv_network(ctv_network: nn.Module) -> nn.Module:
     new_state = network.state_dict()
     if set(old_state) != set(new_state):
         raise ModelFileError(
-            "this CTV network cannot be widened to three inputs without changing its layers"
+            f"this CTV network cannot be widened to {len(INPUT_CHANNELS)} inputs without "
+            "changing its layers"
         )
     for key, tensor in new_state.items():
         old = old_state[key]

@@ -8,9 +8,10 @@ Dice over every voxel of the patch (the full structure is known in training; pad
 ``default_rng([seed, n, s])``, so a run is reproducible.
 
 Every ``val_every`` iterations and at the end, the network completes fixed validation examples
-(separate phantoms, training structures only) and the mean Dice on the model grid is logged;
+(separate phantoms, training structures only) and the mean Dice on the model grid is logged,
+beside the Dice of the interpolation channel alone (what the network has to beat);
 the best network is exported as ``OUT/completion.safetensors`` + ``OUT/completion.json`` (card:
-three input channels, its own preprocessing, training summary, validation Dice). The log is
+four input channels, its own preprocessing, training summary, validation Dice). The log is
 ``OUT/train_log.jsonl`` (one JSON object per line) and ``OUT/summary.json``.
 
 Each validation also writes ``OUT/checkpoints/last`` (network, Adam state, progress) and, when
@@ -35,7 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from AutoCTVLib.completion.grid import CompletionGridConfig
+from AutoCTVLib.completion.grid import INPUT_CHANNELS, CompletionGridConfig
 from AutoCTVLib.completion.model import completion_card, completion_network_config
 from AutoCTVLib.completion.sampling import AnnotationSampling
 from AutoCTVLib.completion.train_data import (
@@ -105,13 +106,13 @@ class CompletionTrainConfig:
     validation_examples: int = 4
     iterations: int = 20000
     batch_size: int = 2
-    patch_size_zyx: tuple[int, int, int] = (64, 80, 80)
-    learning_rate: float = 3e-4
+    patch_size_zyx: tuple[int, int, int] = (32, 96, 96)
+    learning_rate: float = 1e-3
     ctv_fraction: float = 0.4
     permute_probability: float = 0.3
     val_every: int = 500
     seed: int = 0
-    channels: tuple[int, ...] = (16, 32, 64, 128)
+    channels: tuple[int, ...] = (8, 16, 32, 64, 128)
     phantom_grid: PhantomGrid = field(default_factory=PhantomGrid)
     grid: CompletionGridConfig = field(default_factory=CompletionGridConfig)
     sampling: AnnotationSampling = field(default_factory=AnnotationSampling)
@@ -143,7 +144,7 @@ def quick_config(**changes: Any) -> CompletionTrainConfig:
         batch_size=1,
         patch_size_zyx=(32, 48, 48),
         val_every=3,
-        phantom_grid=PhantomGrid(size_xy=128, pixel_mm=(3.0, 3.6), slice_mm=(4.0, 5.0)),
+        phantom_grid=PhantomGrid(pixel_mm=(3.0, 3.6), slice_mm=(4.0, 5.0)),
     )
     return replace(base, **changes) if changes else base
 
@@ -195,17 +196,20 @@ def validation_set(cases: list[TrainingCase], config: CompletionTrainConfig) -> 
     examples = []
     for index, case in enumerate(cases):
         rng = np.random.default_rng([config.seed, VALIDATION_SEED_OFFSET, index])
-        allowed = TrainingCase(
-            case.case_id,
-            case.ct,
-            {k: v for k, v in case.structures.items() if k not in HELD_OUT_STRUCTURES},
-        )
-        if not allowed.structures:
-            continue
         for _ in range(config.validation_examples):
-            structure = choose_structure(allowed, rng, config.ctv_fraction)
-            examples.append(make_example(allowed, structure, rng, config.grid, config.sampling))
+            structure = choose_structure(case, rng, config.ctv_fraction, HELD_OUT_STRUCTURES)
+            if structure is None:
+                break
+            examples.append(make_example(case, structure, rng, config.grid, config.sampling))
     return examples
+
+
+def prior_dice(examples: list[Example]) -> float:
+    """Mean Dice of the interpolation channel alone on the validation examples: the score the
+    network has to beat."""
+    prior = INPUT_CHANNELS.index("interpolation")
+    scores = [dice(e.inputs[prior] > 0.5, e.target[0] > 0) for e in examples]
+    return float(np.mean(scores)) if scores else float("nan")
 
 
 @torch.no_grad()
@@ -230,8 +234,10 @@ def training_batch(
         rng = np.random.default_rng([config.seed, iteration, sample])
         case = cases[int(rng.integers(len(cases)))]
         structure = choose_structure(case, rng, config.ctv_fraction)
+        if structure is None:
+            raise InputError(f"case {case.case_id} holds no structure to train on")
         example = make_example(case, structure, rng, config.grid, config.sampling)
-        example = augment(example, rng, config.permute_probability)
+        example = augment(example, rng, config.permute_probability, config.grid.spacing_xyz_mm)
         examples.append(fit_patch(example, config.patch_size_zyx, rng))
     return collate(examples)
 
@@ -332,6 +338,7 @@ def train_completion(
     device = torch.device(device)
     train_cases, validation_cases = load_cases(config, dataset, progress)
     validation = validation_set(validation_cases, config)
+    interpolation_dice = prior_dice(validation)
     network = build_network(
         completion_network_config(channels=tuple(config.channels)), seed=config.seed
     ).to(device)
@@ -390,6 +397,7 @@ def train_completion(
         if validating:
             score = validate(network, validation, device)
             record["validation_dice"] = score
+            record["validation_interpolation_dice"] = interpolation_dice
             improved = best is None or (math.isfinite(score) and score > best[0])
             if improved:
                 best = (score, iteration)
@@ -419,6 +427,7 @@ def train_completion(
         },
         metrics={
             "validation_dice_model_grid": None if best is None else best[0],
+            "validation_interpolation_dice_model_grid": interpolation_dice,
             "best_iteration": None if best is None else best[1],
         },
     )

@@ -9,8 +9,9 @@ crop, model grid, slice-by-slice drawing). The target is the full structure on t
 in this fully supervised setting the loss covers *every* voxel of the crop (the sparse label is
 input only). Patches are padded to a common size with loss weight 0 on the padding.
 
-Augmentation on the model grid (isotropic spacing, so these are exact): random flips along each
-axis and random axis permutations, applied to every channel and the target together.
+Augmentation on the model grid, exact on its grid: random flips along each axis and random
+permutations of the axes that share a spacing (in-plane y and x on the default 1.5 × 1.5 × 3 mm
+grid), applied to every channel and the target together.
 
 Held out from training, so benchmarks can test generalisation: the bladder, the rectum (and
 every bowel structure) and every bone.
@@ -19,7 +20,7 @@ every bowel structure) and every bone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,44 +63,94 @@ _MIN_STRUCTURE_VOXELS = 50
 
 @dataclass(frozen=True)
 class TrainingCase:
-    """A CT (int16 HU to save memory) and full structure masks on its grid, arrays (z, y, x)."""
+    """A CT (int16 HU to save memory) and full structure masks on its grid, arrays (z, y, x).
+
+    ``structures`` maps a name to a boolean mask; for phantoms it is a
+    :class:`LabelmapStructures` that makes each mask from the label map when asked.
+    """
 
     case_id: str
     ct: Volume
-    structures: dict[str, np.ndarray]
+    structures: Mapping[str, np.ndarray]
+
+
+class LabelmapStructures(Mapping[str, np.ndarray]):
+    """Structure masks of a label map, made on access (a clinical-size phantom holds a dozen
+    structures; as boolean arrays they would take ten times the label map's memory).
+
+    Args:
+        labelmap: uint8 (z, y, x) label map.
+        values: structure name → label value (only these are offered).
+        extra: masks kept as given (e.g. the CTV, which overlaps other structures).
+    """
+
+    def __init__(
+        self,
+        labelmap: np.ndarray,
+        values: Mapping[str, int],
+        extra: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        self._labelmap = labelmap
+        self._values = dict(values)
+        self._extra = dict(extra or {})
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in self._extra:
+            return self._extra[name]
+        return self._labelmap == self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._extra
+        yield from (name for name in self._values if name not in self._extra)
+
+    def __len__(self) -> int:
+        return len(set(self._extra) | set(self._values))
 
 
 @dataclass(frozen=True)
 class PhantomGrid:
-    """Random training grid of a phantom: size (voxels) and spacing ranges (mm)."""
+    """Random training grid of a phantom: in-plane field of view and spacing ranges (mm).
 
-    size_xy: int = 224
-    pixel_mm: tuple[float, float] = (1.6, 2.4)
+    The default pixel range spans clinical pelvis CTs (0.9–1.6 mm) so that training drawings
+    are as fine as the ones the network completes; the size in voxels follows from the field
+    of view.
+    """
+
+    pixel_mm: tuple[float, float] = (0.9, 1.6)
     slice_mm: tuple[float, float] = (2.0, 5.0)
+    field_of_view_mm: float = 380.0
     coverage_mm: float = 300.0
+
+    def size_xy(self, pixel_mm: float) -> int:
+        """In-plane size (voxels) for a pixel spacing."""
+        return max(16, round(self.field_of_view_mm / pixel_mm))
 
 
 def phantom_case(seed: int, grid: PhantomGrid, structures: Sequence[str]) -> TrainingCase:
-    """A synthetic phantom with its CTV and the named structures (empty ones left out)."""
+    """A synthetic phantom with its CTV and the named structures (small ones left out)."""
     rng = np.random.default_rng([int(seed), 991])
     pixel = float(rng.uniform(*grid.pixel_mm))
     thickness = float(rng.uniform(*grid.slice_mm))
     slices = max(8, round(grid.coverage_mm / thickness))
+    size = grid.size_xy(pixel)
     phantom = generate_phantom(
         PhantomConfig(
             seed=int(seed),
-            size_xyz=(grid.size_xy, grid.size_xy, slices),
+            size_xyz=(size, size, slices),
             spacing_xyz_mm=(pixel, pixel, thickness),
         )
     )
-    values = {name: value for value, name in phantom.structure_names.items()}
-    masks = {CTV: phantom.ctv.array > 0}
-    for name in structures:
-        if name in values:
-            masks[name] = phantom.structures.array == values[name]
-    masks = {k: v for k, v in masks.items() if int(v.sum()) >= _MIN_STRUCTURE_VOXELS}
+    labelmap = np.asarray(phantom.structures.array, dtype=np.uint8)
+    counts = np.bincount(labelmap.ravel(), minlength=256)
+    values = {
+        name: value
+        for value, name in phantom.structure_names.items()
+        if name in structures and counts[value] >= _MIN_STRUCTURE_VOXELS
+    }
+    ctv = phantom.ctv.array > 0
+    extra = {CTV: ctv} if int(ctv.sum()) >= _MIN_STRUCTURE_VOXELS else {}
     ct = phantom.ct.with_array(np.clip(phantom.ct.array, -32768, 32767).astype(np.int16))
-    return TrainingCase(case_id=f"phantom-{seed}", ct=ct, structures=masks)
+    return TrainingCase(f"phantom-{seed}", ct, LabelmapStructures(labelmap, values, extra))
 
 
 def hdf5_cases(path: str | Path, case_ids: Sequence[str] | None = None) -> list[TrainingCase]:
@@ -127,10 +178,19 @@ class Example:
     structure: str
 
 
-def choose_structure(case: TrainingCase, rng: np.random.Generator, ctv_fraction: float) -> str:
-    """The CTV with probability ``ctv_fraction`` (when present), else another structure."""
-    others = sorted(name for name in case.structures if name != CTV)
-    if CTV in case.structures and (not others or rng.random() < ctv_fraction):
+def choose_structure(
+    case: TrainingCase,
+    rng: np.random.Generator,
+    ctv_fraction: float,
+    exclude: Sequence[str] = (),
+) -> str | None:
+    """The CTV with probability ``ctv_fraction`` (when present), else another structure;
+    never one in ``exclude`` (``None`` when nothing is left)."""
+    names = [name for name in case.structures if name not in set(exclude)]
+    others = sorted(name for name in names if name != CTV)
+    if not names:
+        return None
+    if CTV in names and (not others or rng.random() < ctv_fraction):
         return CTV
     return others[int(rng.integers(len(others)))]
 
@@ -146,8 +206,7 @@ def make_example(
     mask = case.structures[structure]
     annotation = sample_annotation(mask, rng, sampling)
     sparse = mask & annotation.known_mask(mask.shape)
-    ct = case.ct.with_array(case.ct.array.astype(np.float32))
-    inputs = prepare_inputs(ct, sparse, annotation, grid)
+    inputs = prepare_inputs(case.ct, sparse, annotation, grid)
     cropped = inputs.crop_box.crop(case.ct.with_array(mask.astype(np.uint8)))
     target = resample_to_geometry(cropped, inputs.model_geometry, "label_linear").array
     return Example(
@@ -159,13 +218,24 @@ def make_example(
     )
 
 
-def augment(example: Example, rng: np.random.Generator, permute_probability: float) -> Example:
-    """Random flips along each spatial axis and (with ``permute_probability``) an axis
-    permutation, applied to inputs, target and weight alike."""
+def augment(
+    example: Example,
+    rng: np.random.Generator,
+    permute_probability: float,
+    spacing_xyz_mm: Sequence[float] = (1.0, 1.0, 1.0),
+) -> Example:
+    """Random flips along each spatial axis and (with ``permute_probability``) a permutation
+    of the axes that share the same model spacing (``spacing_xyz_mm``; all three when it is
+    isotropic), applied to inputs, target and weight alike."""
     arrays = [example.inputs, example.target, example.weight]
     if rng.random() < permute_probability:
-        order = [0, *(1 + rng.permutation(3))]
-        arrays = [np.transpose(a, order) for a in arrays]
+        spacing_zyx = [float(v) for v in spacing_xyz_mm][::-1]
+        order = [0, 1, 2]
+        for value in sorted(set(spacing_zyx)):
+            group = [axis for axis in range(3) if spacing_zyx[axis] == value]
+            for axis, source in zip(group, rng.permutation(group), strict=True):
+                order[axis] = int(source)
+        arrays = [np.transpose(a, [0, *(1 + np.asarray(order))]) for a in arrays]
     for axis in (1, 2, 3):
         if rng.random() < 0.5:
             arrays = [np.flip(a, axis=axis) for a in arrays]
