@@ -7,7 +7,8 @@ Typical use::
     result.mask           # uint8 Volume on the CT's grid; annotated slices exactly as drawn
 
 Modules: ``annotation`` (input contract, annotated-slice inference), ``grid`` (model grid and
-back), ``interpolate`` (ITK morphological contour interpolation baseline), ``learned``
+back), ``interpolate`` (ITK morphological contour interpolation baseline), ``prior``
+(shape-based interpolation, the network's fourth input), ``learned``
 (network forward), ``finetune`` (semi-automatic mode), ``model`` (network, card, loading),
 ``sampling`` (random and benchmark annotations), ``complete`` (the one call), ``train``
 (training the completion network).

@@ -199,7 +199,7 @@ def complete(
             and last drawn slice (see :func:`drawn_range`; interpolation never does).
         model: completion model file or loaded :class:`CompletionModel`; ``None`` uses the
             bundled one ("finetune" then starts from scratch when none is installed). For
-            "finetune" a CTV model file is accepted too (widened to three inputs).
+            "finetune" a CTV model file is accepted too (widened to the four inputs).
         label: the label value to complete (``None``: the only one present).
         finetune: fine-tuning settings (time budget, steps, seed).
         device: torch device for the network methods.

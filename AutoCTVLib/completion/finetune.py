@@ -1,6 +1,6 @@
 """The ``finetune`` method: Çiçek et al.'s semi-automatic mode, bounded in time.
 
-Starting from the learned completion network (or a CTV network widened to three inputs, or a
+Starting from the learned completion network (or a CTV network widened to four inputs, or a
 fresh one), the network is trained on *this* volume's annotated slices only, then predicts.
 
 Each step (on the model grid):

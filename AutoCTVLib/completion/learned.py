@@ -1,6 +1,7 @@
 """The ``learned`` method: one forward pass of the completion network on the model grid.
 
-Input (N = 1, 3 channels, model grid (z, y, x)): windowed CT, sparse label, annotated-slice mask
+Input (N = 1, 4 channels, model grid (z, y, x)): windowed CT, sparse label, annotated-slice mask,
+shape-based interpolation between the annotated planes
 (:class:`~AutoCTVLib.completion.grid.CompletionInputs`). Output: the probability (sigmoid of the
 logit) that each model voxel belongs to the drawn structure. Crops larger than
 :data:`MAX_SINGLE_PASS_VOXELS` are predicted window by window (Gaussian blending).

@@ -3,7 +3,7 @@
 A training case is a CT with several full structure masks on its own grid (a synthetic phantom
 generated on the fly, or a case of an AutoCTV HDF5 dataset). An example is drawn as inference
 sees it: pick a structure, sample a sparse annotation on the *input* grid
-(:func:`~AutoCTVLib.completion.sampling.sample_annotation`), and prepare the three input channels
+(:func:`~AutoCTVLib.completion.sampling.sample_annotation`), and prepare the four input channels
 with the very function inference uses (:func:`~AutoCTVLib.completion.grid.prepare_inputs`:
 crop, model grid, slice-by-slice drawing). The target is the full structure on the model grid;
 in this fully supervised setting the loss covers *every* voxel of the crop (the sparse label is
