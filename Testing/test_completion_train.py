@@ -144,3 +144,27 @@ def test_an_interrupted_run_resumes_to_the_same_model(tmp_path) -> None:
 def test_resume_needs_an_interrupted_run(tmp_path) -> None:
     with pytest.raises(InputError, match="no interrupted run"):
         train_completion(tiny_config(), tmp_path, resume=True)
+
+
+def test_augmentation_permutes_only_equal_spacings_and_changes_only_the_ct_grey_values() -> None:
+    from AutoCTVLib.completion.train_data import Example, augment
+
+    rng = np.random.default_rng(0)
+    inputs = rng.random((4, 6, 8, 8)).astype(np.float32)
+    inputs[1:] = (inputs[1:] > 0.5).astype(np.float32)
+    target = (rng.random((1, 6, 8, 8)) > 0.5).astype(np.float32)
+    example = Example(inputs, target, np.ones_like(target), "case", "structure")
+    for seed in range(20):
+        out = augment(example, np.random.default_rng(seed), 1.0, (1.5, 1.5, 3.0), 1.0)
+        assert out.inputs.shape == inputs.shape  # z (3 mm) never trades places with y or x
+        assert 0.0 <= out.inputs[0].min() and out.inputs[0].max() <= 1.0
+        # The mask channels move with the target (same flips and permutation, values kept).
+        for channel in (1, 2, 3):
+            agreement = np.mean(inputs[channel] == target[0])
+            assert np.mean(out.inputs[channel] == out.target[0]) == agreement
+            assert out.inputs[channel].sum() == inputs[channel].sum()
+    isotropic = {
+        augment(example, np.random.default_rng(seed), 1.0, (2.0, 2.0, 2.0)).inputs.shape
+        for seed in range(20)
+    }
+    assert len(isotropic) > 1  # all three axes may be permuted on an isotropic grid

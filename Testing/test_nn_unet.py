@@ -169,3 +169,28 @@ def test_training_step_reduces_loss_on_a_toy_target() -> None:
         optimiser.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_prior_residual_unet_starts_from_its_prior_channel() -> None:
+    from AutoCTVLib.nn.prior_residual import PRIOR_LOGIT
+
+    config = SMALL.replace(architecture="prior_unet3d", in_channels=2, out_channels=1)
+    network = build_network(config, seed=0)
+    with torch.no_grad():
+        network.head.weight.zero_()
+        network.head.bias.zero_()
+    x = torch.rand(1, 2, 8, 12, 12)
+    x[:, 1] = (x[:, 1] > 0.5).float()
+    with torch.no_grad():
+        logits = network(x)
+    torch.testing.assert_close(logits, PRIOR_LOGIT * (2 * x[:, 1:] - 1))
+    # Same weights as the plain U-Net: only the logits are shifted.
+    plain = build_network(config.replace(architecture="unet3d"), seed=0)
+    assert set(plain.state_dict()) == set(network.state_dict())
+    for bad in (
+        {"out_channels": 2},
+        {"in_channels": 1},
+        {"spatial_dims": 2, "architecture": "prior_unet3d"},
+    ):
+        with pytest.raises(ValueError):
+            build_network(config.replace(**bad), seed=0)

@@ -50,7 +50,8 @@ from AutoCTVLib.preprocess.resample import AIR_HU, resample_to_geometry
 from AutoCTVLib.preprocess.window import apply_hu_window, check_hu_window
 from AutoCTVLib.volume import Geometry, Volume
 
-#: Names of the network's input channels, in order (the model card's ``input_channels``).
+#: Names of the network's input channels, in order (the model card's ``input_channels``). The
+#: interpolation stays last: the ``prior_unet3d`` network reads its prior from the last channel.
 INPUT_CHANNELS: tuple[str, ...] = ("ct", "sparse_label", "annotated_mask", "interpolation")
 
 

@@ -37,8 +37,10 @@ def completion_network_config(**changes: Any) -> NetworkConfig:
     """The completion U-Net: 4 input channels, 5 levels (8/16/32/64/128: narrow at full
     resolution, where a 1.5 mm model grid makes wide layers slow on a CPU), residual blocks,
     instance normalisation (no batch statistics, so fine-tuning on one volume behaves the
-    same in training and evaluation mode), one output logit."""
+    same in training and evaluation mode), one output logit that corrects the interpolation
+    channel (``"prior_unet3d"``, :mod:`AutoCTVLib.nn.prior_residual`)."""
     base = NetworkConfig(
+        architecture="prior_unet3d",
         in_channels=len(INPUT_CHANNELS),
         out_channels=1,
         channels=(8, 16, 32, 64, 128),

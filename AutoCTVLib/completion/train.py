@@ -93,6 +93,7 @@ class CompletionTrainConfig:
         learning_rate: Adam learning rate (cosine decay to 5 % over the run).
         ctv_fraction: share of examples that complete the CTV.
         permute_probability: share of examples with permuted axes.
+        intensity_probability: share of examples whose CT grey values are changed.
         val_every: iterations between validations.
         seed: base seed (phantoms, examples, initial weights).
         channels: U-Net channels per level.
@@ -110,6 +111,7 @@ class CompletionTrainConfig:
     learning_rate: float = 1e-3
     ctv_fraction: float = 0.4
     permute_probability: float = 0.3
+    intensity_probability: float = 0.5
     val_every: int = 500
     seed: int = 0
     channels: tuple[int, ...] = (8, 16, 32, 64, 128)
@@ -122,8 +124,9 @@ class CompletionTrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0.0 <= self.ctv_fraction <= 1.0 or not 0.0 <= self.permute_probability <= 1.0:
-            raise ValueError("ctv_fraction and permute_probability must be in [0, 1]")
+        for name in ("ctv_fraction", "permute_probability", "intensity_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
 
@@ -237,7 +240,13 @@ def training_batch(
         if structure is None:
             raise InputError(f"case {case.case_id} holds no structure to train on")
         example = make_example(case, structure, rng, config.grid, config.sampling)
-        example = augment(example, rng, config.permute_probability, config.grid.spacing_xyz_mm)
+        example = augment(
+            example,
+            rng,
+            config.permute_probability,
+            config.grid.spacing_xyz_mm,
+            config.intensity_probability,
+        )
         examples.append(fit_patch(example, config.patch_size_zyx, rng))
     return collate(examples)
 

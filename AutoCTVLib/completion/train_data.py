@@ -11,10 +11,14 @@ input only). Patches are padded to a common size with loss weight 0 on the paddi
 
 Augmentation on the model grid, exact on its grid: random flips along each axis and random
 permutations of the axes that share a spacing (in-plane y and x on the default 1.5 × 1.5 × 3 mm
-grid), applied to every channel and the target together.
+grid), applied to every channel and the target together; and, on the CT channel alone, random
+intensity changes (gamma, contrast, and now and then an inversion), so that the network follows
+edges rather than the grey values of the structures it was trained on (bone, for one, is
+brighter than anything it sees in training).
 
 Held out from training, so benchmarks can test generalisation: the bladder, the rectum (and
-every bowel structure) and every bone.
+every bowel structure) and every bone. Trained on: the CTV, the gynaecological organs, the
+muscles, the nodal regions, the vessels and the spinal canal.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ TRAINING_STRUCTURES: tuple[str, ...] = (
     "uterus",
     "cervix",
     "vagina",
+    "other_muscles",
     "psoas_left",
     "psoas_right",
     "iliacus_left",
@@ -52,7 +57,27 @@ TRAINING_STRUCTURES: tuple[str, ...] = (
     "nodes_common_iliac",
     "nodes_external_iliac",
     "nodes_internal_iliac",
+    "nodes_obturator",
     "nodes_presacral",
+    "aorta",
+    "inferior_vena_cava",
+    "common_iliac_artery_left",
+    "common_iliac_artery_right",
+    "common_iliac_vein_left",
+    "common_iliac_vein_right",
+    "external_iliac_artery_left",
+    "external_iliac_artery_right",
+    "external_iliac_vein_left",
+    "external_iliac_vein_right",
+    "internal_iliac_artery_left",
+    "internal_iliac_artery_right",
+    "internal_iliac_vein_left",
+    "internal_iliac_vein_right",
+    "femoral_artery_left",
+    "femoral_artery_right",
+    "femoral_vein_left",
+    "femoral_vein_right",
+    "spinal_canal",
 )
 #: Kinds of phantom structures never used in training (benchmarks test them).
 HELD_OUT_KINDS: tuple[str, ...] = ("bladder", "bowel", "bone")
@@ -223,10 +248,12 @@ def augment(
     rng: np.random.Generator,
     permute_probability: float,
     spacing_xyz_mm: Sequence[float] = (1.0, 1.0, 1.0),
+    intensity_probability: float = 0.0,
 ) -> Example:
     """Random flips along each spatial axis and (with ``permute_probability``) a permutation
     of the axes that share the same model spacing (``spacing_xyz_mm``; all three when it is
-    isotropic), applied to inputs, target and weight alike."""
+    isotropic), applied to inputs, target and weight alike; then (with
+    ``intensity_probability``) :func:`augment_intensity` on the CT channel."""
     arrays = [example.inputs, example.target, example.weight]
     if rng.random() < permute_probability:
         spacing_zyx = [float(v) for v in spacing_xyz_mm][::-1]
@@ -240,7 +267,20 @@ def augment(
         if rng.random() < 0.5:
             arrays = [np.flip(a, axis=axis) for a in arrays]
     arrays = [np.ascontiguousarray(a) for a in arrays]
+    if rng.random() < intensity_probability:
+        arrays[0][0] = augment_intensity(arrays[0][0], rng)
     return Example(*arrays, case_id=example.case_id, structure=example.structure)
+
+
+def augment_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random monotone grey-value change of a [0, 1] image, inverted one time in four:
+    gamma in [0.6, 1.7], then contrast × [0.7, 1.3] and shift ± 0.1 about the middle,
+    clipped to [0, 1]. float32 (z, y, x) in, same out."""
+    changed = np.power(np.clip(image, 0.0, 1.0), rng.uniform(0.6, 1.7))
+    if rng.random() < 0.25:
+        changed = 1.0 - changed
+    changed = (changed - 0.5) * rng.uniform(0.7, 1.3) + 0.5 + rng.uniform(-0.1, 0.1)
+    return np.clip(changed, 0.0, 1.0).astype(np.float32)
 
 
 def fit_patch(example: Example, patch_zyx: Sequence[int], rng: np.random.Generator) -> Example:

@@ -2,8 +2,9 @@
 
 A registered class provides ``from_config(config) -> nn.Module``. Built-in names:
 ``"unet3d"`` (spatial_dims 3) and ``"unet2d"`` (spatial_dims 2), both :class:`~AutoCTVLib.nn.
-unet3d.UNet`. With ``recurrent_steps > 1`` the network is wrapped in
-:class:`~AutoCTVLib.nn.recurrent.RecurrentRefinement`.
+unet3d.UNet`, and ``"prior_unet3d"``
+(:class:`~AutoCTVLib.nn.prior_residual.PriorResidualUNet`). With ``recurrent_steps > 1`` the
+network is wrapped in :class:`~AutoCTVLib.nn.recurrent.RecurrentRefinement`.
 
 Every network built here has ``.config`` (the :class:`NetworkConfig` it was built from),
 ``forward(x) -> logits`` and ``forward_steps(x) -> list of logits`` (one per refinement step;
@@ -22,7 +23,7 @@ from torch import nn
 from AutoCTVLib.nn.config import NetworkConfig
 
 _NETWORKS: dict[str, Any] = {}
-_BUILTIN_MODULES = ("AutoCTVLib.nn.unet3d",)
+_BUILTIN_MODULES = ("AutoCTVLib.nn.unet3d", "AutoCTVLib.nn.prior_residual")
 
 ClassT = TypeVar("ClassT")
 
