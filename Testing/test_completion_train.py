@@ -141,6 +141,30 @@ def test_an_interrupted_run_resumes_to_the_same_model(tmp_path) -> None:
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_an_interrupted_run_can_be_ended_early_with_the_best_network_so_far(tmp_path) -> None:
+    config = tiny_config(iterations=6, val_every=2)
+    stop = _StopAfter(5)  # checkpoints at iterations 2 and 4; iteration 5 is lost
+    with pytest.raises(CancelledError):
+        train_completion(config, tmp_path, progress=stop, cancel=stop)
+    with pytest.raises(InputError, match="past stop_at"):
+        train_completion(config, tmp_path, resume=True, stop_at=3)
+    with pytest.raises(InputError, match="stop_at must lie"):
+        train_completion(config, tmp_path, resume=True, stop_at=7)
+    ended = train_completion(config, tmp_path, resume=True, stop_at=4)
+    lines = (tmp_path / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["iteration"] for x in lines] == [1, 2, 3, 4]  # nothing trained after
+    assert ended.iterations == 4 and ended.best_iteration in (2, 4)
+    card = json.loads((tmp_path / "completion.json").read_text())
+    assert card["training_data"]["iterations"] == 4
+    assert card["training_data"]["schedule_iterations"] == 6
+    from safetensors.torch import load_file
+
+    exported = load_completion_model(tmp_path / "completion").network.state_dict()
+    best = load_file(tmp_path / "checkpoints" / "best" / "weights.safetensors")
+    assert best.keys() == exported.keys()
+    assert all(torch.equal(best[k], exported[k]) for k in best)
+
+
 def test_resume_needs_an_interrupted_run(tmp_path) -> None:
     with pytest.raises(InputError, match="no interrupted run"):
         train_completion(tiny_config(), tmp_path, resume=True)

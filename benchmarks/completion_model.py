@@ -7,9 +7,10 @@ and fewer iterations, then installs the best network as ``Resources/Models/compl
 Trained on synthetic phantoms only.
 
 Run: .venv/bin/python benchmarks/completion_model.py --out runs/completion [--iterations 1500]
-     [--threads 2] [--resume]
+     [--threads 2] [--resume] [--stop-at N]
 
-An interrupted run continues from its last validation with ``--resume`` (same options).
+An interrupted run continues from its last validation with ``--resume`` (same options);
+``--resume --stop-at N`` ends it at iteration N (at once, if it is there) with the best so far.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=24, help="training phantoms")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    parser.add_argument("--stop-at", type=int, help="end the run after this iteration")
     parser.add_argument("--models", type=Path, default=REPOSITORY / "Resources" / "Models")
     args = parser.parse_args()
     if args.threads:
@@ -63,6 +65,7 @@ def main() -> None:
         progress=show,
         overwrite=not args.resume,
         resume=args.resume,
+        stop_at=args.stop_at,
     )
     print(json.dumps(summary.__dict__), flush=True)
     model, card = load_model(args.out / f"{MODEL_STEM}.json")

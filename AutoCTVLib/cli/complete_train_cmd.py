@@ -4,13 +4,16 @@
 
     autoctv complete-train --out DIR [--cases N] [--iterations N] [--seed S] [--quick]
                            [--data DATASET.h5] [--device auto|cpu|cuda] [--resume]
+                           [--stop-at N]
 
-Trains on synthetic phantoms generated in memory (CTV and several organs and muscles; bladder,
-bowel and bones are held out) or on an AutoCTV HDF5 dataset, and writes DIR/completion.json +
+Trains on synthetic phantoms generated in memory (the CTV, gynaecological organs, muscles,
+nodal regions, vessels and the spinal canal; bladder, bowel and bones are held out) or on an
+AutoCTV HDF5 dataset, and writes DIR/completion.json +
 DIR/completion.safetensors, DIR/train_log.jsonl and DIR/summary.json. ``--quick`` is a smoke
 test of a minute or two that produces a model of no practical use. Every validation writes a
 checkpoint to DIR/checkpoints; ``--resume`` (with the same options) continues an interrupted run
-from the last one.
+from the last one; ``--stop-at N`` ends a run after iteration N (``--resume --stop-at N``:
+at once, if the interrupted run got there) and exports the best network so far.
 """
 
 from __future__ import annotations
@@ -55,6 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume",
         action="store_true",
         help="continue the interrupted run in OUT (give the same options as when it started)",
+    )
+    parser.add_argument(
+        "--stop-at",
+        type=int,
+        metavar="N",
+        help="end the run after iteration N and export the best network so far",
     )
     parser.set_defaults(handler=run)
 
@@ -123,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         progress=_Progress(args.progress),
         overwrite=args.overwrite,
         resume=args.resume,
+        stop_at=args.stop_at,
     )
     if args.progress == "json":
         return 0

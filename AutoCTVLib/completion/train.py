@@ -19,6 +19,9 @@ the score improved, ``OUT/checkpoints/best`` (:mod:`AutoCTVLib.training.checkpoi
 An interrupted run continues with ``resume=True`` from its last validation: batches, dropout
 and the learning rate are functions of the iteration, so the resumed run ends where an
 uninterrupted one would have. Long runs can so be trained in several sittings.
+A run can also be ended early with ``stop_at``: it stops after that iteration (with a
+resumed run, possibly at once) and exports the best network so far; the learning-rate
+schedule stays that of the full ``iterations``, and the card records where the run stopped.
 """
 
 from __future__ import annotations
@@ -320,16 +323,20 @@ def train_completion(
     cancel: CancelEvent | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    stop_at: int | None = None,
 ) -> TrainSummary:
     """Train the completion network and export the best one to ``out_dir`` (see module doc).
 
     ``resume`` continues the interrupted run in ``out_dir`` from its last checkpoint (same
-    settings and data required).
+    settings and data required). ``stop_at`` ends the run after that iteration (at most
+    ``config.iterations``; a resumed run already there stops at once) and exports the best
+    network so far.
 
     Raises:
         OutputError: ``out_dir`` holds a model or an interrupted run, and neither ``overwrite``
             nor ``resume`` was given.
-        InputError: ``resume`` without a checkpoint, or with other settings.
+        InputError: ``resume`` without a checkpoint, or with other settings; ``stop_at``
+            outside 1..iterations or before the resumed run's last checkpoint.
         CancelledError: ``cancel`` was set (nothing is exported; the last checkpoint stays).
     """
     out = Path(out_dir)
@@ -337,6 +344,13 @@ def train_completion(
     model_stem = out / MODEL_STEM
     identity = _run_identity(config, dataset)
     state: dict[str, Any] | None = _resume_state(out, identity) if resume else None
+    last = config.iterations if stop_at is None else int(stop_at)
+    if not 1 <= last <= config.iterations:
+        raise InputError(f"stop_at must lie in 1..{config.iterations}, got {stop_at}")
+    if state is not None and int(state["iteration"]) > last:
+        raise InputError(
+            f"the run in {out} is already at iteration {state['iteration']}, past stop_at {last}"
+        )
     if state is None and not overwrite:
         if model_stem.with_suffix(".json").exists():
             raise OutputError(
@@ -379,7 +393,7 @@ def train_completion(
         log_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
     started = time.perf_counter() - seconds_before
     network.train()
-    for iteration in range(first, config.iterations + 1):
+    for iteration in range(first, last + 1):
         if cancel is not None and cancel.is_set():
             raise CancelledError("training was cancelled")
         inputs, target, weight = (
@@ -401,7 +415,7 @@ def train_completion(
             "loss": float(loss.detach()),
             "seconds": time.perf_counter() - started,
         }
-        validating = iteration % config.val_every == 0 or iteration == config.iterations
+        validating = iteration % config.val_every == 0 or iteration == last
         improved = False
         if validating:
             score = validate(network, validation, device)
@@ -431,7 +445,8 @@ def train_completion(
             "validation_cases": len(validation_cases),
             "structures": ["CTV", *TRAINING_STRUCTURES] if dataset is None else "all labels",
             "held_out_structures": list(HELD_OUT_STRUCTURES),
-            "iterations": config.iterations,
+            "iterations": last,
+            "schedule_iterations": config.iterations,
             "settings": config.to_dict(),
         },
         metrics={
@@ -442,11 +457,11 @@ def train_completion(
     )
     save_model(network, card, model_stem, overwrite=overwrite or resume)
     summary = TrainSummary(
-        iterations=config.iterations,
+        iterations=last,
         best_dice=None if best is None else best[0],
         best_iteration=None if best is None else best[1],
         seconds=seconds,
-        seconds_per_iteration=seconds / config.iterations,
+        seconds_per_iteration=seconds / last,
         model_path=str(model_stem) + ".safetensors",
     )
     with atomic_path(out / "summary.json") as tmp:
