@@ -16,6 +16,14 @@ two slices along one axis, so (1,1,1) has no interpolation result.
 
 Run: .venv/bin/python benchmarks/completion.py [--cases 20] [--model FILE] [--quick]
 Writes benchmarks/results/completion.{json,md} (``--quick``: completion_quick.* unless --out).
+
+Each completion is appended to a records file as it finishes; a rerun skips those, so an
+interrupted run resumes, and ``--shard K/N`` (phantoms whose index is K modulo N) lets N
+processes share the work on one records file. The table committed was made so, on 2 cores::
+
+    benchmarks/completion.py --methods interpolate,learned --threads 1 --shard 0/2 &
+    benchmarks/completion.py --methods interpolate,learned --threads 1 --shard 1/2
+    benchmarks/completion.py --threads 2     # fine-tuning alone, then the whole table
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -196,9 +205,11 @@ def timing_paragraphs(records: list[dict], methods: list[str]) -> list:
     for method in methods:
         seconds = [r["seconds"] for r in records if r["method"] == method and "seconds" in r]
         if seconds:
+            threads = sorted({r.get("threads") for r in records if r["method"] == method} - {None})
+            used = f", {'/'.join(map(str, threads))} thread(s)" if threads else ""
             parts.append(
                 f"{method} {statistics.median(seconds):.1f} s (largest {max(seconds):.1f} s, "
-                f"{len(seconds)} completions)"
+                f"{len(seconds)} completions{used})"
             )
     if not parts:
         return []
@@ -227,6 +238,8 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--time-budget", type=float, default=40.0, help="finetune seconds")
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 small phantom")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--shard", default="0/1", help="K/N: only phantoms with index %% N == K")
     parser.add_argument("--out", type=Path, help="output stem (default results/completion)")
     parser.add_argument(
         "--records",
@@ -235,6 +248,14 @@ def main() -> None:
         "skips those (default benchmarks/out/<out name>.records.jsonl)",
     )
     args = parser.parse_args()
+    try:
+        shard, shards = (int(part) for part in args.shard.split("/"))
+        if not 0 <= shard < shards:
+            raise ValueError
+    except ValueError:
+        parser.error(f"--shard takes K/N with 0 <= K < N, got {args.shard!r}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     results_dir = Path(__file__).parent / "results"
     out = args.out or results_dir / ("completion_quick" if args.quick else "completion")
     grid: dict[str, object] = {}  # default: 512×512×100 at 0.98×0.98×3 mm
@@ -274,7 +295,7 @@ def main() -> None:
     if not records_path.exists():
         records_path.parent.mkdir(parents=True, exist_ok=True)
         records_path.write_text(json.dumps({"settings": settings}) + "\n", encoding="utf-8")
-    for index in range(cases):
+    for index in range(shard, cases, shards):
         seed = BENCHMARK_SEED + index
         phantom = generate_phantom(PhantomConfig(seed=seed, **grid))
         for name in structures:
@@ -293,7 +314,13 @@ def main() -> None:
                     if (seed, name, schedule, method) in done:
                         continue
                     record = run_one(phantom.ct, reference, annotation, method, model, budget)
-                    record.update(seed=seed, structure=name, schedule=schedule, annotated=fraction)
+                    record.update(
+                        seed=seed,
+                        structure=name,
+                        schedule=schedule,
+                        annotated=fraction,
+                        threads=torch.get_num_threads(),
+                    )
                     records.append(record)
                     with records_path.open("a", encoding="utf-8") as stream:
                         stream.write(json.dumps(record) + "\n")

@@ -402,6 +402,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny data and runs")
     parser.add_argument("--workers", type=int, default=1, help="trainings run in parallel")
     parser.add_argument("--rows", nargs="*", help="only these rows (e.g. clean 50_high)")
+    parser.add_argument("--image-size", type=int, help="override the image size in px (128)")
     parser.add_argument("--iterations", type=int, help="override the iterations per training")
     parser.add_argument("--batch-size", type=int, help="override the batch size (thesis: 32)")
     parser.add_argument("--ocm-lambda", type=float, help="override λ of the OCM (thesis: 2)")
@@ -411,6 +412,7 @@ def main() -> None:
 
     settings = QUICK if args.quick else FULL
     overrides = {
+        "image_size": args.image_size,
         "iterations": args.iterations,
         "batch_size": args.batch_size,
         "ocm_lambda": args.ocm_lambda,
