@@ -292,9 +292,12 @@ def main() -> None:
     }
     records = load_records(records_path, settings)
     done = {record_key(r) for r in records}
-    if not records_path.exists():
-        records_path.parent.mkdir(parents=True, exist_ok=True)
-        records_path.write_text(json.dumps({"settings": settings}) + "\n", encoding="utf-8")
+    records_path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # exclusive creation: a shard started at the same moment never truncates the file
+        with records_path.open("x", encoding="utf-8") as stream:
+            stream.write(json.dumps({"settings": settings}) + "\n")
+    except FileExistsError:
+        pass
     for index in range(shard, cases, shards):
         seed = BENCHMARK_SEED + index
         phantom = generate_phantom(PhantomConfig(seed=seed, **grid))
