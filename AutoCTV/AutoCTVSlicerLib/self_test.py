@@ -91,7 +91,7 @@ def run_self_test(
     step("Generating a synthetic phantom on the bundled model's voxel size")
     card = read_card_fields(logic.resolve_model(None))
     spacing = tuple(float(s) for s in card["preprocessing"]["spacing_xyz_mm"])
-    size = tuple(round(extent / s) for extent, s in zip(PHANTOM_EXTENT_MM, spacing, strict=True))
+    size = tuple(round(extent / s) for extent, s in zip(PHANTOM_EXTENT_MM, spacing))
     ct_node, reference = logic.load_phantom(scene, PHANTOM_SEED, size, spacing)
 
     step("Auto-contouring with uncertainty in a child process")
