@@ -35,6 +35,7 @@ import os
 import re
 from typing import IO, Union
 
+import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
@@ -66,6 +67,8 @@ def version_tuple(text: str) -> tuple[int, ...]:
 PYDICOM_VERSION: tuple[int, ...] = version_tuple(pydicom.__version__)
 #: True under pydicom 3.x or later.
 PYDICOM_3: bool = PYDICOM_VERSION >= (3,)
+#: True under numpy 2.x or later.
+NUMPY_2: bool = version_tuple(np.__version__) >= (2,)
 
 
 def save_dicom_file(dataset: Dataset, target: PathOrFile) -> None:
@@ -105,6 +108,12 @@ def dicom_seg_supported() -> tuple[bool, str]:
         otherwise ``(False, reason)`` with a one-sentence reason a user can act on (which package
         to install), for a tooltip or a CLI error.
     """
+    if not PYDICOM_3 and NUMPY_2:
+        return False, (
+            f"DICOM SEG export is unavailable with pydicom {pydicom.__version__} and numpy "
+            f"{np.__version__}: highdicom 0.22, the last release for pydicom 2.x, does not run "
+            "on numpy 2, and later releases need pydicom 3"
+        )
     try:
         highdicom = importlib.import_module("highdicom")
     except ImportError as error:

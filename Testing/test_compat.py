@@ -97,10 +97,14 @@ def test_highdicom_requirement(version: tuple[int, ...], requirement: str) -> No
     assert compat.highdicom_requirement(version) == requirement
 
 
-def test_dicom_seg_is_supported_on_every_tested_stack() -> None:
-    """Each stack the project tests installs a highdicom that matches its pydicom."""
+def test_dicom_seg_support_on_this_stack() -> None:
+    """Every tested stack but pydicom 2.x with numpy 2 (Slicer 5.10) installs a highdicom that
+    matches its pydicom; that one reports why SEG export is unavailable."""
     supported, reason = compat.dicom_seg_supported()
-    assert (supported, reason) == (True, "")
+    if not compat.PYDICOM_3 and compat.NUMPY_2:
+        assert not supported and "numpy 2" in reason
+    else:
+        assert (supported, reason) == (True, "")
 
 
 def _fake_import(
@@ -120,6 +124,7 @@ def _fake_import(
 
 
 def test_dicom_seg_reason_when_highdicom_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compat, "NUMPY_2", False)
     _fake_import(monkeypatch, None, ModuleNotFoundError("no highdicom", name="highdicom"))
     supported, reason = compat.dicom_seg_supported()
     assert not supported
@@ -130,6 +135,7 @@ def test_dicom_seg_reason_when_highdicom_is_missing(monkeypatch: pytest.MonkeyPa
 def test_dicom_seg_reason_when_highdicom_needs_a_newer_pydicom(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(compat, "NUMPY_2", False)
     _fake_import(monkeypatch, None, ImportError("cannot import pixels", name="pydicom.pixels"))
     supported, reason = compat.dicom_seg_supported()
     assert not supported and "cannot be imported" in reason and "pydicom" in reason
@@ -152,6 +158,7 @@ def test_dicom_seg_checks_the_highdicom_release(
     fake.__version__ = highdicom_version  # type: ignore[attr-defined]
     _fake_import(monkeypatch, fake, None)
     monkeypatch.setattr(compat, "PYDICOM_3", pydicom_3)
+    monkeypatch.setattr(compat, "NUMPY_2", False)
     supported, reason = compat.dicom_seg_supported()
     assert supported == (expected == "")
     assert expected in reason
@@ -163,3 +170,25 @@ def test_compat_does_not_import_torch_or_highdicom() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_seg_writer_refuses_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Where SEG export is unavailable, the writer says why instead of failing inside highdicom."""
+    import numpy as np
+
+    from AutoCTVLib.errors import OutputError
+    from AutoCTVLib.io import dicom_seg_write
+
+    reason = "DICOM SEG export is unavailable here, for a reason a user can act on"
+    monkeypatch.setattr(dicom_seg_write, "dicom_seg_supported", lambda: (False, reason))
+    with pytest.raises(OutputError, match="for a reason a user can act on"):
+        dicom_seg_write.write_dicom_seg(
+            np.ones((1, 2, 2), bool),
+            [Dataset()],
+            tmp_path / "seg.dcm",
+            algorithm_name="AutoCTV",
+            algorithm_version="1",
+        )
+    assert not (tmp_path / "seg.dcm").exists()

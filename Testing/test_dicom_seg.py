@@ -7,7 +7,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import highdicom as hd
 import numpy as np
 import pytest
 from conftest import make_geometry
@@ -15,7 +14,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from AutoCTVLib.compat import save_dicom_file
+from AutoCTVLib.compat import dicom_seg_supported, save_dicom_file
 from AutoCTVLib.errors import InputError, OutputError
 from AutoCTVLib.io.dicom_seg_write import (
     CTV_TYPE,
@@ -25,6 +24,11 @@ from AutoCTVLib.io.dicom_seg_write import (
 )
 from AutoCTVLib.io.identity import SeriesIdentity, SliceRef
 from AutoCTVLib.volume import Geometry
+
+SEG_SUPPORTED, SEG_REASON = dicom_seg_supported()
+if not SEG_SUPPORTED:
+    pytest.skip(SEG_REASON, allow_module_level=True)
+import highdicom as hd  # noqa: E402 - only where SEG export works
 
 
 def make_ct_datasets(geometry: Geometry, seed: str = "ct") -> list[Dataset]:

@@ -34,7 +34,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import generate_uid
 
 from AutoCTVLib import __version__
-from AutoCTVLib.compat import save_dicom_file
+from AutoCTVLib.compat import dicom_seg_supported, save_dicom_file
 from AutoCTVLib.errors import InputError, OutputError
 from AutoCTVLib.io.atomic import atomic_path
 from AutoCTVLib.io.dicom_color import rgb_to_cielab
@@ -121,13 +121,11 @@ def write_dicom_seg(
         InputError: the CT images cannot be found, or the mask does not match them.
         OutputError: the file cannot be written, or highdicom is missing.
     """
-    try:
-        import highdicom as hd
-        from pydicom.sr.codedict import codes
-    except ImportError as error:  # pragma: no cover - depends on the installation
-        raise OutputError(
-            "DICOM SEG export needs the highdicom package (pip install highdicom)"
-        ) from error
+    supported, reason = dicom_seg_supported()
+    if not supported:
+        raise OutputError(reason)
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
 
     datasets = _ct_datasets(ct, ct_folder)
     mask = _check_mask(mask_zyx, datasets)
