@@ -14,7 +14,7 @@ from predict_support import make_tiny_model, tiny_phantom
 from AutoCTVLib.cli.main import main as cli
 from AutoCTVLib.metrics import dice
 
-QUICK = ["--size", "64", "64", "24", "--spacing", "5", "5", "5", "--threads", "1"]
+QUICK = ["--size", "64,64,24", "--spacing", "5,5,5", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_demo_runs_end_to_end(model: Path, tmp_path: Path, capsys) -> None:
     assert "not for clinical use" in printed
 
     # An earlier demo's outputs are replaced without asking ...
-    small = ["--size", "40", "40", "12", "--spacing", "8", "8", "10", "--threads", "1"]
+    small = ["--size", "40,40,12", "--spacing", "8,8,10", "--threads", "1"]
     code = cli(["demo", "-o", str(out), "--uncertainty", "0", "--model", str(model), *small])
     assert code == 0, capsys.readouterr().err
     capsys.readouterr()

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from AutoCTVLib.errors import InputError, ModelFileError
+from AutoCTVLib.errors import InputError, ModelFileError, OutputError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,18 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Monte-Carlo dropout samples (default 20; 0 = off)",
     )
     parser.add_argument(
-        "--size",
-        type=int,
-        nargs=3,
-        metavar=("X", "Y", "Z"),
-        help="phantom grid in voxels (default 512 512 100)",
+        "--size", metavar="X,Y,Z", help="phantom grid in voxels (default 512,512,100)"
     )
     parser.add_argument(
-        "--spacing",
-        type=float,
-        nargs=3,
-        metavar=("X", "Y", "Z"),
-        help="phantom voxel spacing in mm (default 0.977 0.977 3)",
+        "--spacing", metavar="X,Y,Z", help="phantom voxel spacing in mm (default 0.977,0.977,3)"
     )
     parser.add_argument("--model", type=Path, help="model .safetensors (default: the bundled one)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -86,10 +78,13 @@ def run(args: argparse.Namespace) -> int:
     from AutoCTVLib.predict.speed import prepare_process_environment
 
     thp_status = prepare_process_environment()
+    from AutoCTVLib.cli.phantom_cmd import parse_triple
     from AutoCTVLib.cli.predict_cmd import check_arguments, run_prediction_job
     from AutoCTVLib.models.bundled import resolve_model_path
 
     check_arguments(args.uncertainty, args.device, args.threads, 0)
+    size = parse_triple(args.size, "size", int)
+    spacing = parse_triple(args.spacing, "spacing", float)
     try:
         model_path: Path | None = resolve_model_path(args.model)
     except ModelFileError as missing:
@@ -108,10 +103,16 @@ def run(args: argparse.Namespace) -> int:
             "another folder or add --overwrite"
         )
     if not out_dir.parent.is_dir():
-        raise InputError(f"cannot create {out_dir}: folder {out_dir.parent} does not exist")
+        raise OutputError(
+            f"cannot create {out_dir}: folder {out_dir.parent} does not exist; create it or "
+            "choose another -o/--out"
+        )
+    from AutoCTVLib.predict.outputs import check_folder_writable
+
+    check_folder_writable(out_dir if out_dir.is_dir() else out_dir.parent)
     out_dir.mkdir(exist_ok=True)
 
-    phantom, generate_s = _generate(args)
+    phantom, generate_s = _generate(args, size, spacing)
     geometry = phantom.ct.geometry
     ctv_ml = float(phantom.ctv.array.sum()) * geometry.voxel_volume_ml
     print(
@@ -141,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
         overwrite=True,
         thp_status=thp_status,
     )
+    from AutoCTVLib.predict.outputs import remove_stale_outputs
+
+    remove_stale_outputs(out_dir / "prediction", result.written.paths)  # the demo owns it
     prediction = result.prediction
     _print_scores(prediction, phantom)
     _write_overview(prediction, phantom, out_dir / OVERVIEW_NAME)
@@ -157,14 +161,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate(args: argparse.Namespace) -> tuple[Phantom, float]:
+def _generate(
+    args: argparse.Namespace, size: tuple | None, spacing: tuple | None
+) -> tuple[Phantom, float]:
     from AutoCTVLib.phantom import PhantomConfig, generate_phantom
 
-    config = PhantomConfig(
-        seed=args.seed,
-        size_xyz=tuple(args.size) if args.size else None,
-        spacing_xyz_mm=tuple(args.spacing) if args.spacing else None,
-    )
+    config = PhantomConfig(seed=args.seed, size_xyz=size, spacing_xyz_mm=spacing)
     started = time.perf_counter()
     if args.progress == "bar":
         print("generating the phantom ...", flush=True)

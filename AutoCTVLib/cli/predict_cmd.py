@@ -142,6 +142,11 @@ def check_arguments(uncertainty: int, device: str, threads: int | None, seed: in
         raise InputError(
             f"--uncertainty must be 0 or a positive number of samples, not {uncertainty}"
         )
+    if uncertainty == 1:
+        raise InputError(
+            "--uncertainty 1 gives no spread to measure: Monte-Carlo dropout needs at least 2 "
+            "samples (20 is usual), or 0 for none"
+        )
     if uncertainty > 1000:
         raise InputError(f"--uncertainty {uncertainty} is too many samples (at most 1000)")
     if not _DEVICE_PATTERN.match(str(device).strip().lower()):
@@ -188,6 +193,7 @@ def run_prediction_job(
         overwrite=overwrite,
         create_dicom_ct=create_dicom_ct,
     )
+    check_before_reading(request, Path(input_path), uncertainty > 0)
     progress = StagedProgress(progress_mode, predict_stage_weights(uncertainty > 0))
     created_out_dir = not Path(out_dir).exists()
     try:
@@ -219,6 +225,24 @@ def run_prediction_job(
         if created_out_dir:
             _remove_if_empty(Path(out_dir))
         raise
+
+
+def check_before_reading(request: Any, input_path: Path, with_uncertainty: bool) -> None:
+    """Every output problem that can be known from the input's name alone, before the CT is
+    read: the folder (missing parent, not writable, outputs that exist) and a DICOM export from
+    an image file.
+
+    Raises:
+        InputError, OutputError: one-line messages naming the option that fixes them.
+    """
+    from AutoCTVLib.io.ct_reader import image_file_format
+    from AutoCTVLib.io.identity import FileIdentity
+    from AutoCTVLib.predict.outputs import check_destination, check_reference
+
+    is_image_file = image_file_format(input_path) is not None
+    if is_image_file:
+        check_reference(request, FileIdentity(path=str(input_path), sha256="", format="file"))
+    check_destination(request, with_uncertainty, input_is_dicom=False if is_image_file else None)
 
 
 def _predict_and_write(
