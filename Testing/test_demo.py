@@ -87,13 +87,11 @@ def test_demo_without_the_bundled_model_says_so(monkeypatch, tmp_path: Path, cap
 
 
 def test_overview_slices_prefer_review_slices() -> None:
-    from types import SimpleNamespace
-
-    from AutoCTVLib.cli.demo_cmd import overview_slices
+    from AutoCTVLib.predict.overview import overview_slices
 
     reference = np.zeros((30, 8, 8), dtype=np.uint8)
     reference[10:20, 2:6, 2:6] = 1
     reference[15, :, :] = 1
-    chosen = overview_slices(SimpleNamespace(slices_to_review=(3, 27)), reference, count=4)
+    chosen = overview_slices(reference, review=(3, 27), count=4)
     assert 3 in chosen and 27 in chosen and 15 in chosen
     assert chosen == sorted(chosen) and len(chosen) == 4

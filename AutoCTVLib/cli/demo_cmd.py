@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from AutoCTVLib.phantom import Phantom
     from AutoCTVLib.predict.predictor import Prediction
+    from AutoCTVLib.volume import Volume
 
 ORDER = 0
 OVERVIEW_NAME = "overview.png"
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     remove_stale_outputs(out_dir / "prediction", result.written.paths)  # the demo owns it
     prediction = result.prediction
     _print_scores(prediction, phantom)
-    _write_overview(prediction, phantom, out_dir / OVERVIEW_NAME)
+    _write_overview(prediction, result.loaded.volume, phantom, out_dir / OVERVIEW_NAME)
     report = result.report
     timings = report["timings_s"]
     print(
@@ -202,77 +203,18 @@ def _print_scores(prediction: Prediction, phantom: Phantom) -> None:
         )
 
 
-def overview_slices(prediction: Prediction, reference: np.ndarray, count: int = 4) -> list[int]:
-    """Axial slices to draw: the review list first, then the largest reference CTV slice, then
-    evenly spread CTV slices (at most ``count``)."""
-    import numpy as np
+def _write_overview(prediction: Prediction, ct: Volume, phantom: Phantom, path: Path) -> None:
+    """The overview picture (see :mod:`AutoCTVLib.predict.overview`) with the phantom's
+    reference CTV, Dice and volumes."""
+    from AutoCTVLib.predict.overview import draw_overview
 
-    chosen: list[int] = [int(k) for k in prediction.slices_to_review[: count - 1]]
-    areas = np.asarray(reference).reshape(reference.shape[0], -1).sum(axis=1)
-    if areas.any():
-        chosen.append(int(np.argmax(areas)))
-        present = np.flatnonzero(areas)
-        for k in np.linspace(present[0], present[-1], count + 2)[1:-1]:
-            chosen.append(int(np.rint(k)))
-    else:
-        chosen += [int(k) for k in np.linspace(0, reference.shape[0] - 1, count)]
-    unique: list[int] = []
-    for k in chosen:
-        if k not in unique:
-            unique.append(k)
-    return sorted(unique[:count])
-
-
-def _write_overview(prediction: Prediction, phantom: Phantom, path: Path) -> None:
-    """A PNG: CT with predicted (orange) and reference (green) CTV outlines, and the
-    uncertainty (entropy, bits) over the CT, for a few axial slices."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from AutoCTVLib.io.atomic import atomic_path
-
-    reference = _reference_on(prediction, phantom)
-    ct_hu = phantom.ct.array
-    if not phantom.ct.geometry.is_close(prediction.label.geometry):
-        ct_hu = np.zeros(prediction.label.array.shape, dtype=np.float32)
-    slices = overview_slices(prediction, reference)
-    rows = 2 if prediction.uncertainty is not None else 1
-    figure, axes = plt.subplots(
-        rows,
-        len(slices),
-        figsize=(3.2 * len(slices), 3.4 * rows),
-        squeeze=False,
-        layout="constrained",
+    uncertainty = prediction.uncertainty
+    draw_overview(
+        ct,
+        prediction.label.array,
+        path,
+        reference=_reference_on(prediction, phantom),
+        entropy=None if uncertainty is None else uncertainty.entropy,
+        review_slices=prediction.slices_to_review,
+        title="AutoCTV demo on a synthetic phantom (not for clinical use)",
     )
-    colour = tuple(c / 255 for c in (255, 170, 0))
-    for column, k in enumerate(slices):
-        axis = axes[0][column]
-        axis.imshow(ct_hu[k], cmap="gray", vmin=-250, vmax=350)
-        if reference[k].any():
-            axis.contour(reference[k], levels=[0.5], colors=["lime"], linewidths=0.8)
-        if prediction.label.array[k].any():
-            axis.contour(prediction.label.array[k], levels=[0.5], colors=[colour], linewidths=0.8)
-        mark = " (review)" if k in prediction.slices_to_review else ""
-        axis.set_title(f"slice k={k}{mark}", fontsize=8)
-        axis.axis("off")
-        if prediction.uncertainty is not None:
-            axis = axes[1][column]
-            axis.imshow(ct_hu[k], cmap="gray", vmin=-250, vmax=350)
-            heat = axis.imshow(
-                np.ma.masked_less(prediction.uncertainty.entropy[k], 0.02),
-                cmap="inferno",
-                vmin=0.0,
-                vmax=1.0,
-                alpha=0.8,
-            )
-            axis.set_title("entropy (bits)", fontsize=8)
-            axis.axis("off")
-    if prediction.uncertainty is not None:
-        figure.colorbar(heat, ax=axes[1][-1], shrink=0.8, label="entropy (bits)")
-    figure.suptitle("AutoCTV demo: predicted CTV (orange), reference (green)", fontsize=9)
-    with atomic_path(path, overwrite=True) as temporary:
-        figure.savefig(temporary, dpi=110, format="png")
-    plt.close(figure)
