@@ -141,6 +141,7 @@ def _read_image_file(source: Path, file_format: str, memory_budget_bytes: int) -
     try:
         reader.ReadImageInformation()
     except RuntimeError as error:
+        scan_image_data(source, file_format)  # a cut or damaged file says so first
         raise InputError(
             f"{source.name} cannot be read as a {label} image: {_first_line(error)}"
         ) from error
