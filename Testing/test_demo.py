@@ -14,7 +14,7 @@ from predict_support import make_tiny_model, tiny_phantom
 from AutoCTVLib.cli.main import main as cli
 from AutoCTVLib.metrics import dice
 
-QUICK = ["--size", "64", "64", "24", "--spacing", "5", "5", "5", "--threads", "1"]
+QUICK = ["--size", "64,64,24", "--spacing", "5,5,5", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_demo_runs_end_to_end(model: Path, tmp_path: Path, capsys) -> None:
     assert "not for clinical use" in printed
 
     # An earlier demo's outputs are replaced without asking ...
-    small = ["--size", "40", "40", "12", "--spacing", "8", "8", "10", "--threads", "1"]
+    small = ["--size", "40,40,12", "--spacing", "8,8,10", "--threads", "1"]
     code = cli(["demo", "-o", str(out), "--uncertainty", "0", "--model", str(model), *small])
     assert code == 0, capsys.readouterr().err
     capsys.readouterr()
@@ -87,13 +87,11 @@ def test_demo_without_the_bundled_model_says_so(monkeypatch, tmp_path: Path, cap
 
 
 def test_overview_slices_prefer_review_slices() -> None:
-    from types import SimpleNamespace
-
-    from AutoCTVLib.cli.demo_cmd import overview_slices
+    from AutoCTVLib.predict.overview import overview_slices
 
     reference = np.zeros((30, 8, 8), dtype=np.uint8)
     reference[10:20, 2:6, 2:6] = 1
     reference[15, :, :] = 1
-    chosen = overview_slices(SimpleNamespace(slices_to_review=(3, 27)), reference, count=4)
+    chosen = overview_slices(reference, review=(3, 27), count=4)
     assert 3 in chosen and 27 in chosen and 15 in chosen
     assert chosen == sorted(chosen) and len(chosen) == 4

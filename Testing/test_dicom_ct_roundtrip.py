@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from conftest import make_geometry
 
 from AutoCTVLib.compat import save_dicom_file
-from AutoCTVLib.errors import OutputError
+from AutoCTVLib.errors import NotCTError, OutputError
 from AutoCTVLib.io import dicom_ct_write
 from AutoCTVLib.io.ct_reader import read_ct
 from AutoCTVLib.io.dicom_ct_write import write_ct_series
@@ -242,10 +242,12 @@ def test_image_file_round_trip(
 
 
 def test_image_file_that_does_not_look_like_hounsfield_units_warns(tmp_path: Path) -> None:
-    geometry = make_geometry("axial", shape_zyx=(3, 4, 5))
-    normalised = Volume(np.linspace(0, 1, 60, dtype=np.float32).reshape(3, 4, 5), geometry)
+    """Raw stored values (no air, many values) warn; a normalised image is refused."""
+    geometry = make_geometry("axial", shape_zyx=(4, 5, 6))
+    normalised = Volume(np.linspace(0, 1, 120, dtype=np.float32).reshape(4, 5, 6), geometry)
     sitk.WriteImage(normalised.to_sitk(), str(tmp_path / "norm.nrrd"))
-    assert "between 0 and 1" in read_ct(tmp_path / "norm.nrrd").warnings[0]
-    raw = normalised.with_array(np.full((3, 4, 5), 1000, np.float32))
+    with pytest.raises(NotCTError, match="between 0 and 1"):
+        read_ct(tmp_path / "norm.nrrd")
+    raw = normalised.with_array(np.arange(1000, 1120, dtype=np.float32).reshape(4, 5, 6))
     sitk.WriteImage(raw.to_sitk(), str(tmp_path / "raw.nrrd"))
     assert "no value below 0" in read_ct(tmp_path / "raw.nrrd").warnings[0]

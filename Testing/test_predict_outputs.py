@@ -225,7 +225,8 @@ def test_existing_outputs_need_overwrite(case: dict, tmp_path: Path) -> None:
         identity=case["loaded"].identity,
     )
     assert sitk.ReadImage(str(tmp_path / "ctv.nii.gz")).GetSize() == (64, 64, 24)
-    assert not (tmp_path / "seg.dcm").exists()  # a stale output of another run is removed
+    # --overwrite replaces what this run writes and leaves the rest
+    assert (tmp_path / "seg.dcm").read_bytes() == b"from an earlier run with --format dicom-seg"
     assert (tmp_path / "my_notes.txt").exists()
 
 

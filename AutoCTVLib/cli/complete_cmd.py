@@ -86,17 +86,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def check_output_file(path: Path, overwrite: bool) -> None:
+    """Every problem of OUT_LABEL, found before the CT is read (one-line OutputError)."""
+    from AutoCTVLib.errors import OutputError
+    from AutoCTVLib.io.image_files import image_format_for
+    from AutoCTVLib.predict.outputs import check_folder_writable
+
+    image_format_for(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; -o/--out takes a file name such as ctv.nii.gz")
+    if not path.parent.is_dir():
+        raise OutputError(
+            f"cannot write {path.name}: folder {path.parent} does not exist; create it first"
+        )
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} already exists; choose another name or add --overwrite")
+    check_folder_writable(path.parent)
+
+
 def run(args: argparse.Namespace) -> int:
     from AutoCTVLib.cli.progress import StagedProgress
     from AutoCTVLib.completion import FinetuneConfig, complete
     from AutoCTVLib.device import select_device
     from AutoCTVLib.errors import InputError
-    from AutoCTVLib.io.atomic import check_writable
     from AutoCTVLib.io.ct_reader import read_ct
-    from AutoCTVLib.io.image_files import image_format_for, read_labelmap, write_labelmap
+    from AutoCTVLib.io.image_files import read_labelmap, write_labelmap
 
-    image_format_for(args.out)
-    check_writable(args.out, args.overwrite)
+    check_output_file(args.out, args.overwrite)
     if not args.time_budget >= 0:
         raise InputError(f"--time-budget must be zero or more seconds, got {args.time_budget}")
     try:

@@ -20,13 +20,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from AutoCTVLib.errors import InputError, ModelFileError
+from AutoCTVLib.errors import InputError, ModelFileError, OutputError
 
 if TYPE_CHECKING:
     import numpy as np
 
     from AutoCTVLib.phantom import Phantom
     from AutoCTVLib.predict.predictor import Prediction
+    from AutoCTVLib.volume import Volume
 
 ORDER = 0
 OVERVIEW_NAME = "overview.png"
@@ -55,18 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Monte-Carlo dropout samples (default 20; 0 = off)",
     )
     parser.add_argument(
-        "--size",
-        type=int,
-        nargs=3,
-        metavar=("X", "Y", "Z"),
-        help="phantom grid in voxels (default 512 512 100)",
+        "--size", metavar="X,Y,Z", help="phantom grid in voxels (default 512,512,100)"
     )
     parser.add_argument(
-        "--spacing",
-        type=float,
-        nargs=3,
-        metavar=("X", "Y", "Z"),
-        help="phantom voxel spacing in mm (default 0.977 0.977 3)",
+        "--spacing", metavar="X,Y,Z", help="phantom voxel spacing in mm (default 0.977,0.977,3)"
     )
     parser.add_argument("--model", type=Path, help="model .safetensors (default: the bundled one)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -86,10 +79,13 @@ def run(args: argparse.Namespace) -> int:
     from AutoCTVLib.predict.speed import prepare_process_environment
 
     thp_status = prepare_process_environment()
+    from AutoCTVLib.cli.phantom_cmd import parse_triple
     from AutoCTVLib.cli.predict_cmd import check_arguments, run_prediction_job
     from AutoCTVLib.models.bundled import resolve_model_path
 
     check_arguments(args.uncertainty, args.device, args.threads, 0)
+    size = parse_triple(args.size, "size", int)
+    spacing = parse_triple(args.spacing, "spacing", float)
     try:
         model_path: Path | None = resolve_model_path(args.model)
     except ModelFileError as missing:
@@ -108,10 +104,16 @@ def run(args: argparse.Namespace) -> int:
             "another folder or add --overwrite"
         )
     if not out_dir.parent.is_dir():
-        raise InputError(f"cannot create {out_dir}: folder {out_dir.parent} does not exist")
+        raise OutputError(
+            f"cannot create {out_dir}: folder {out_dir.parent} does not exist; create it or "
+            "choose another -o/--out"
+        )
+    from AutoCTVLib.predict.outputs import check_folder_writable
+
+    check_folder_writable(out_dir if out_dir.is_dir() else out_dir.parent)
     out_dir.mkdir(exist_ok=True)
 
-    phantom, generate_s = _generate(args)
+    phantom, generate_s = _generate(args, size, spacing)
     geometry = phantom.ct.geometry
     ctv_ml = float(phantom.ctv.array.sum()) * geometry.voxel_volume_ml
     print(
@@ -141,9 +143,12 @@ def run(args: argparse.Namespace) -> int:
         overwrite=True,
         thp_status=thp_status,
     )
+    from AutoCTVLib.predict.outputs import remove_stale_outputs
+
+    remove_stale_outputs(out_dir / "prediction", result.written.paths)  # the demo owns it
     prediction = result.prediction
     _print_scores(prediction, phantom)
-    _write_overview(prediction, phantom, out_dir / OVERVIEW_NAME)
+    _write_overview(prediction, result.loaded.volume, phantom, out_dir / OVERVIEW_NAME)
     report = result.report
     timings = report["timings_s"]
     print(
@@ -157,14 +162,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate(args: argparse.Namespace) -> tuple[Phantom, float]:
+def _generate(
+    args: argparse.Namespace, size: tuple | None, spacing: tuple | None
+) -> tuple[Phantom, float]:
     from AutoCTVLib.phantom import PhantomConfig, generate_phantom
 
-    config = PhantomConfig(
-        seed=args.seed,
-        size_xyz=tuple(args.size) if args.size else None,
-        spacing_xyz_mm=tuple(args.spacing) if args.spacing else None,
-    )
+    config = PhantomConfig(seed=args.seed, size_xyz=size, spacing_xyz_mm=spacing)
     started = time.perf_counter()
     if args.progress == "bar":
         print("generating the phantom ...", flush=True)
@@ -200,77 +203,18 @@ def _print_scores(prediction: Prediction, phantom: Phantom) -> None:
         )
 
 
-def overview_slices(prediction: Prediction, reference: np.ndarray, count: int = 4) -> list[int]:
-    """Axial slices to draw: the review list first, then the largest reference CTV slice, then
-    evenly spread CTV slices (at most ``count``)."""
-    import numpy as np
+def _write_overview(prediction: Prediction, ct: Volume, phantom: Phantom, path: Path) -> None:
+    """The overview picture (see :mod:`AutoCTVLib.predict.overview`) with the phantom's
+    reference CTV, Dice and volumes."""
+    from AutoCTVLib.predict.overview import draw_overview
 
-    chosen: list[int] = [int(k) for k in prediction.slices_to_review[: count - 1]]
-    areas = np.asarray(reference).reshape(reference.shape[0], -1).sum(axis=1)
-    if areas.any():
-        chosen.append(int(np.argmax(areas)))
-        present = np.flatnonzero(areas)
-        for k in np.linspace(present[0], present[-1], count + 2)[1:-1]:
-            chosen.append(int(np.rint(k)))
-    else:
-        chosen += [int(k) for k in np.linspace(0, reference.shape[0] - 1, count)]
-    unique: list[int] = []
-    for k in chosen:
-        if k not in unique:
-            unique.append(k)
-    return sorted(unique[:count])
-
-
-def _write_overview(prediction: Prediction, phantom: Phantom, path: Path) -> None:
-    """A PNG: CT with predicted (orange) and reference (green) CTV outlines, and the
-    uncertainty (entropy, bits) over the CT, for a few axial slices."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from AutoCTVLib.io.atomic import atomic_path
-
-    reference = _reference_on(prediction, phantom)
-    ct_hu = phantom.ct.array
-    if not phantom.ct.geometry.is_close(prediction.label.geometry):
-        ct_hu = np.zeros(prediction.label.array.shape, dtype=np.float32)
-    slices = overview_slices(prediction, reference)
-    rows = 2 if prediction.uncertainty is not None else 1
-    figure, axes = plt.subplots(
-        rows,
-        len(slices),
-        figsize=(3.2 * len(slices), 3.4 * rows),
-        squeeze=False,
-        layout="constrained",
+    uncertainty = prediction.uncertainty
+    draw_overview(
+        ct,
+        prediction.label.array,
+        path,
+        reference=_reference_on(prediction, phantom),
+        entropy=None if uncertainty is None else uncertainty.entropy,
+        review_slices=prediction.slices_to_review,
+        title="AutoCTV demo on a synthetic phantom (not for clinical use)",
     )
-    colour = tuple(c / 255 for c in (255, 170, 0))
-    for column, k in enumerate(slices):
-        axis = axes[0][column]
-        axis.imshow(ct_hu[k], cmap="gray", vmin=-250, vmax=350)
-        if reference[k].any():
-            axis.contour(reference[k], levels=[0.5], colors=["lime"], linewidths=0.8)
-        if prediction.label.array[k].any():
-            axis.contour(prediction.label.array[k], levels=[0.5], colors=[colour], linewidths=0.8)
-        mark = " (review)" if k in prediction.slices_to_review else ""
-        axis.set_title(f"slice k={k}{mark}", fontsize=8)
-        axis.axis("off")
-        if prediction.uncertainty is not None:
-            axis = axes[1][column]
-            axis.imshow(ct_hu[k], cmap="gray", vmin=-250, vmax=350)
-            heat = axis.imshow(
-                np.ma.masked_less(prediction.uncertainty.entropy[k], 0.02),
-                cmap="inferno",
-                vmin=0.0,
-                vmax=1.0,
-                alpha=0.8,
-            )
-            axis.set_title("entropy (bits)", fontsize=8)
-            axis.axis("off")
-    if prediction.uncertainty is not None:
-        figure.colorbar(heat, ax=axes[1][-1], shrink=0.8, label="entropy (bits)")
-    figure.suptitle("AutoCTV demo: predicted CTV (orange), reference (green)", fontsize=9)
-    with atomic_path(path, overwrite=True) as temporary:
-        figure.savefig(temporary, dpi=110, format="png")
-    plt.close(figure)

@@ -6,7 +6,9 @@ parser and sets ``handler`` to a function taking the parsed arguments and return
 code. Modules are discovered, so adding a command touches no other file.
 
 User errors (:class:`AutoCTVError`) become one line on stderr and a non-zero exit; nothing else
-is caught, so programming errors keep their traceback.
+is caught, so programming errors keep their traceback. A reader that closes the pipe early
+(``autoctv demo | head -3``) ends the command quietly with exit code 141 (128 + SIGPIPE, what a
+shell reports for a program stopped by a closed pipe).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import signal
 import sys
@@ -57,6 +60,19 @@ def _raise_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+BROKEN_PIPE_EXIT_CODE = 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device so that Python's final flush cannot raise again."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):  # stdout replaced by a non-file (tests)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     parser = build_parser()
@@ -70,7 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here when stdout is block-buffered
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return BROKEN_PIPE_EXIT_CODE
     except KeyboardInterrupt:
         print("autoctv: cancelled; no partial outputs were left", file=sys.stderr)
         return CancelledError.exit_code

@@ -2,20 +2,25 @@
 
 ::
 
-    autoctv predict INPUT -o OUT_DIR [--format seg.nrrd,nifti,rtstruct,dicom-seg]
+    autoctv predict INPUT [INPUT ...] -o OUT_DIR [--batch]
+                    [--format seg.nrrd,nifti,rtstruct,dicom-seg]
                     [--uncertainty N] [--device auto|cpu|cuda|mps] [--model FILE]
                     [--progress bar|json|none] [--threads N] [--series-uid UID]
                     [--overwrite] [--create-dicom-ct]
 
 INPUT is a DICOM CT folder or a NIfTI/NRRD/MHA file. Outputs (names are stable, see
 :mod:`AutoCTVLib.predict.outputs`) are published together at the end; Ctrl-C or SIGTERM leaves
-none behind. Before torch is imported the command sets ``THP_MEM_ALLOC_ENABLE=1`` (faster CPU
+none behind. Several INPUTs, or ``--batch`` with folders of cases, contour each case into its
+own sub-folder of OUT_DIR (see :mod:`AutoCTVLib.cli.predict_batch`).
+
+Before torch is imported the command sets ``THP_MEM_ALLOC_ENABLE=1`` (faster CPU
 convolutions; see :mod:`AutoCTVLib.predict.speed`) unless the variable is already set.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from AutoCTVLib.errors import InputError
+from AutoCTVLib.errors import InputError, OutputError
 
 if TYPE_CHECKING:
     from AutoCTVLib.io.ct_reader import LoadedCT
@@ -47,8 +52,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "phantoms only and is not for clinical use."
         ),
     )
-    parser.add_argument("input", type=Path, help="DICOM CT folder, or a .nii/.nii.gz/.nrrd/.mha")
+    parser.add_argument(
+        "inputs",
+        type=Path,
+        nargs="+",
+        metavar="INPUT",
+        help="DICOM CT folder, or a .nii/.nii.gz/.nrrd/.mha; several make a batch (one "
+        "sub-folder of OUT_DIR per case)",
+    )
     parser.add_argument("-o", "--out", dest="out_dir", type=Path, required=True, help="OUT_DIR")
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="every INPUT is a folder of cases (each sub-folder and each image file in it is one "
+        "case); outputs go to OUT_DIR/<case>/, a summary table to OUT_DIR/batch_summary.csv; "
+        "cases done earlier are skipped unless --overwrite",
+    )
     parser.add_argument(
         "--format",
         default="nifti,seg.nrrd",
@@ -74,7 +93,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--series-uid", help="SeriesInstanceUID when the folder holds several CTs")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs this run writes (other files stay); in a batch, also contour "
+        "cases done earlier again",
+    )
     parser.add_argument(
         "--create-dicom-ct",
         action="store_true",
@@ -114,8 +138,10 @@ def run(args: argparse.Namespace) -> int:
     from AutoCTVLib.predict.speed import prepare_process_environment
 
     thp_status = prepare_process_environment()
+    if args.batch or len(args.inputs) > 1:
+        return run_batch_command(args, thp_status)
     result = run_prediction_job(
-        input_path=args.input,
+        input_path=args.inputs[0],
         out_dir=args.out_dir,
         formats=args.format,
         uncertainty=args.uncertainty,
@@ -136,11 +162,90 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _job_options(args: argparse.Namespace, thp_status: str) -> dict[str, Any]:
+    return {
+        "formats": args.format,
+        "uncertainty": args.uncertainty,
+        "device": args.device,
+        "model": args.model,
+        "progress_mode": args.progress,
+        "threads": args.threads,
+        "overwrite": args.overwrite,
+        "create_dicom_ct": args.create_dicom_ct,
+        "mc_method": args.mc_method,
+        "seed": args.seed,
+        "min_component_ml": None if args.no_postprocess else args.min_component_ml,
+        "thp_status": thp_status,
+    }
+
+
+def run_batch_command(args: argparse.Namespace, thp_status: str) -> int:
+    """Several cases: check everything that does not depend on a case first, then contour each
+    case into its own sub-folder, print the table and exit 2 when any case failed."""
+    from AutoCTVLib.cli.predict_batch import (
+        SUMMARY_NAME,
+        collect_cases,
+        run_batch,
+        summary_table,
+        write_summary,
+    )
+    from AutoCTVLib.models.bundled import resolve_model_path
+    from AutoCTVLib.predict.outputs import check_folder_writable, parse_formats
+
+    if args.series_uid is not None:
+        raise InputError(
+            "--series-uid picks a series in one DICOM folder; it cannot be used in a batch"
+        )
+    check_arguments(args.uncertainty, args.device, args.threads, args.seed)
+    parse_formats(args.format)
+    resolve_model_path(args.model)
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir} exists and is not a folder; choose another -o/--out")
+    if not out_dir.exists() and not out_dir.parent.is_dir():
+        raise OutputError(
+            f"cannot create {out_dir}: folder {out_dir.parent} does not exist; create it or "
+            "choose another -o/--out"
+        )
+    check_folder_writable(out_dir if out_dir.exists() else out_dir.parent)
+    cases = collect_cases(args.inputs, args.batch)
+    rows = run_batch(cases, out_dir, _job_options(args, thp_status))
+    summary_path = write_summary(rows, out_dir / SUMMARY_NAME)
+    failed = [row.case for row in rows if row.status == "failed"]
+    if args.progress == "json":
+        event = {
+            "event": "batch",
+            "summary": str(summary_path),
+            "cases": [r.as_dict() for r in rows],
+        }
+        print(json.dumps(event), flush=True)
+    else:
+        print(summary_table(rows))
+        done = sum(row.status == "done" for row in rows)
+        skipped = sum(row.status == "skipped" for row in rows)
+        print(
+            f"{len(rows)} case(s): {done} contoured, {skipped} skipped (done earlier), "
+            f"{len(failed)} failed; table in {summary_path}"
+        )
+    if failed:
+        shown = ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
+        raise InputError(
+            f"{len(failed)} of {len(rows)} case(s) failed ({shown}); the other cases were "
+            f"contoured; see {summary_path}"
+        )
+    return 0
+
+
 def check_arguments(uncertainty: int, device: str, threads: int | None, seed: int) -> None:
     """One-line errors for bad option values (before anything heavy happens)."""
     if uncertainty < 0:
         raise InputError(
             f"--uncertainty must be 0 or a positive number of samples, not {uncertainty}"
+        )
+    if uncertainty == 1:
+        raise InputError(
+            "--uncertainty 1 gives no spread to measure: Monte-Carlo dropout needs at least 2 "
+            "samples (20 is usual), or 0 for none"
         )
     if uncertainty > 1000:
         raise InputError(f"--uncertainty {uncertainty} is too many samples (at most 1000)")
@@ -169,8 +274,15 @@ def run_prediction_job(
     seed: int = 0,
     min_component_ml: float | None = 1.0,
     thp_status: str = "",
+    progress_label: str = "",
+    predictor_cache: dict[Any, Any] | None = None,
 ) -> JobResult:
-    """Read, predict and write: the work of ``autoctv predict`` (also used by the demo)."""
+    """Read, predict and write: the work of ``autoctv predict`` (also used by the demo and for
+    each case of a batch).
+
+    ``progress_label`` names the case in the progress display; ``predictor_cache`` (a dict the
+    caller keeps) lets a batch load the model once.
+    """
     started = time.perf_counter()
     check_arguments(uncertainty, device, threads, seed)
     from AutoCTVLib.cli.progress import StagedProgress, predict_stage_weights
@@ -188,7 +300,10 @@ def run_prediction_job(
         overwrite=overwrite,
         create_dicom_ct=create_dicom_ct,
     )
-    progress = StagedProgress(progress_mode, predict_stage_weights(uncertainty > 0))
+    check_before_reading(request, Path(input_path), uncertainty > 0)
+    progress = StagedProgress(
+        progress_mode, predict_stage_weights(uncertainty > 0), label=progress_label
+    )
     created_out_dir = not Path(out_dir).exists()
     try:
         progress("read", 0.0, f"reading {input_path}")
@@ -211,6 +326,7 @@ def run_prediction_job(
             read_s=read_s,
             started=started,
             thp_status=thp_status,
+            predictor_cache=predictor_cache,
         )
         progress.done(f"wrote {len(result.written.paths)} outputs to {out_dir}")
         return result
@@ -219,6 +335,24 @@ def run_prediction_job(
         if created_out_dir:
             _remove_if_empty(Path(out_dir))
         raise
+
+
+def check_before_reading(request: Any, input_path: Path, with_uncertainty: bool) -> None:
+    """Every output problem that can be known from the input's name alone, before the CT is
+    read: the folder (missing parent, not writable, outputs that exist) and a DICOM export from
+    an image file.
+
+    Raises:
+        InputError, OutputError: one-line messages naming the option that fixes them.
+    """
+    from AutoCTVLib.io.ct_reader import image_file_format
+    from AutoCTVLib.io.identity import FileIdentity
+    from AutoCTVLib.predict.outputs import check_destination, check_reference
+
+    is_image_file = image_file_format(input_path) is not None
+    if is_image_file:
+        check_reference(request, FileIdentity(path=str(input_path), sha256="", format="file"))
+    check_destination(request, with_uncertainty, input_is_dicom=False if is_image_file else None)
 
 
 def _predict_and_write(
@@ -236,6 +370,7 @@ def _predict_and_write(
     read_s: float,
     started: float,
     thp_status: str,
+    predictor_cache: dict[Any, Any] | None = None,
 ) -> JobResult:
     from AutoCTVLib.inference.postprocess import PostprocessConfig
     from AutoCTVLib.models.model_file import load_model
@@ -245,8 +380,14 @@ def _predict_and_write(
     from AutoCTVLib.predict.report import build_report
 
     mark = time.perf_counter()
-    model, card = load_model(model_path)
-    predictor = Predictor(model, card, device=device, threads=threads)
+    key = (str(model_path), device, threads)
+    if predictor_cache is not None and key in predictor_cache:
+        card, predictor = predictor_cache[key]
+    else:
+        model, card = load_model(model_path)
+        predictor = Predictor(model, card, device=device, threads=threads)
+        if predictor_cache is not None:
+            predictor_cache[key] = (card, predictor)
     load_s = time.perf_counter() - mark
     mc = MCSettings(samples=uncertainty, method=mc_method, seed=seed) if uncertainty else None
     postprocess = (

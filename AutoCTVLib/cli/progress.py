@@ -48,6 +48,8 @@ class StagedProgress:
         stage_weights: stage → relative weight, in the order the stages run.
         out: where JSON lines go (stdout).
         err: where the bar goes (stderr).
+        label: what is being worked on (a batch's "case 2/5 ct_07"): shown before the stage
+            on the bar, and as ``"case"`` in every JSON line.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class StagedProgress:
         *,
         out: TextIO | None = None,
         err: TextIO | None = None,
+        label: str = "",
     ) -> None:
         if mode not in PROGRESS_MODES:
             raise ValueError(f"progress must be one of {PROGRESS_MODES}, got {mode!r}")
@@ -69,6 +72,7 @@ class StagedProgress:
         self._overall = 0.0
         self._stage = ""
         self._bar: Any = None
+        self._label = label
 
     @property
     def overall(self) -> float:
@@ -104,6 +108,8 @@ class StagedProgress:
                 "stage_fraction": round(fraction, 4),
                 "message": message,
             }
+            if self._label:
+                event["case"] = self._label
             print(json.dumps(event), file=self._out, flush=True)
         elif self.mode == "bar":
             self._show(stage, message)
@@ -125,7 +131,8 @@ class StagedProgress:
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
             )
         self._stage = stage
-        self._bar.set_description_str(stage, refresh=False)
+        description = f"{self._label}: {stage}" if self._label else stage
+        self._bar.set_description_str(description, refresh=False)
         self._bar.set_postfix_str(message[:60], refresh=False)
         self._bar.n = round(100 * self._overall, 1)
         self._bar.refresh()

@@ -244,7 +244,7 @@ def select_label(labelmap_zyx: np.ndarray, label: int | None = None) -> tuple[np
             shown = ", ".join(str(v) for v in present[:10])
             raise InputError(
                 f"the sparse labelmap holds several labels ({shown}); choose the structure to "
-                "complete by its label value"
+                "complete by its label value with --label VALUE"
             )
         label = present[0]
     elif int(label) not in present:
@@ -279,7 +279,11 @@ def resolve_annotation(
         annotation = infer_annotation(mask, axes)
     annotation.check_fits(mask.shape)
     if annotation.slice_count == 0:
-        raise InputError("no slice is marked as annotated; draw the structure on two slices")
+        raise InputError(
+            "no drawn slice found: every painted slice touches the next, as in a structure "
+            "drawn in full; if it is complete there is nothing to complete, otherwise name the "
+            "axis the slices were drawn along with --axes z, y or x"
+        )
     if annotation.slice_count < 2:
         raise InputError(
             f"only one slice is annotated ({annotation.describe()}); a single slice cannot "

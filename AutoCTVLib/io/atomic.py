@@ -36,9 +36,12 @@ def temporary_sibling(path: Path) -> Path:
 def check_writable(path: Path, overwrite: bool) -> None:
     """Raise :class:`OutputError` when ``path`` exists and may not be replaced."""
     if path.exists() and not overwrite:
-        raise OutputError(f"{path} already exists; choose another name or allow overwriting")
+        raise OutputError(
+            f"{path} already exists; choose another name or allow overwriting (--overwrite on "
+            "the command line)"
+        )
     if not path.parent.exists():
-        raise OutputError(f"output folder {path.parent} does not exist")
+        raise OutputError(f"output folder {path.parent} does not exist; create it first")
 
 
 @contextlib.contextmanager
@@ -59,7 +62,9 @@ def atomic_path(path: str | os.PathLike[str], overwrite: bool = True) -> Iterato
             raise OutputError(f"nothing was written for {target}")
         os.replace(tmp, target)
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        # OSError, not only FileNotFoundError: on a read-only or vanished folder the clean-up
+        # must not hide the error that stopped the writing.
+        with contextlib.suppress(OSError):
             tmp.unlink()
 
 
@@ -100,6 +105,6 @@ class OutputTransaction:
 
     def _discard(self) -> None:
         for tmp, _ in self._pending:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # never hide the error being handled
                 tmp.unlink()
         self._pending.clear()

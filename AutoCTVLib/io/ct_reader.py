@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from AutoCTVLib.errors import GeometryError, InputError
+from AutoCTVLib.errors import GeometryError, InputError, NotCTError
 from AutoCTVLib.io.dicom_ct import (
     MIN_SLICES,
     check_memory_budget,
     is_dicom_file,
     read_dicom_ct,
 )
+from AutoCTVLib.io.file_integrity import scan_image_data
 from AutoCTVLib.io.identity import FileIdentity, SeriesIdentity, sha256_of_file
 from AutoCTVLib.volume import Volume
 
@@ -140,6 +141,7 @@ def _read_image_file(source: Path, file_format: str, memory_budget_bytes: int) -
     try:
         reader.ReadImageInformation()
     except RuntimeError as error:
+        scan_image_data(source, file_format)  # a cut or damaged file says so first
         raise InputError(
             f"{source.name} cannot be read as a {label} image: {_first_line(error)}"
         ) from error
@@ -162,6 +164,9 @@ def _read_image_file(source: Path, file_format: str, memory_budget_bytes: int) -
             "are needed"
         )
     check_memory_budget((size[2], size[1], size[0]), memory_budget_bytes, source.name)
+    scan = scan_image_data(source, file_format)  # truncated, damaged; NaNs NIfTI would hide
+    if scan.non_finite:
+        raise InputError(_non_finite_message(source.name, scan.non_finite))
     try:
         image = sitk.Cast(reader.Execute(), sitk.sitkFloat32)
     except RuntimeError as error:
@@ -175,10 +180,8 @@ def _read_image_file(source: Path, file_format: str, memory_budget_bytes: int) -
     ct_hu = volume.array
     non_finite = int(ct_hu.size - np.count_nonzero(np.isfinite(ct_hu)))
     if non_finite:
-        raise InputError(
-            f"{source.name} contains {non_finite} NaN or infinite voxel value(s); a CT must "
-            "hold finite Hounsfield units"
-        )
+        raise InputError(_non_finite_message(source.name, non_finite))
+    refuse_non_ct_values(ct_hu, source.name)
     identity = FileIdentity(
         path=str(source.resolve()),
         sha256=sha256_of_file(source),
@@ -214,17 +217,58 @@ def _detached_data_identity(source: Path, file_format: str) -> dict[str, str]:
     return {"data_file": data_file.name, "data_file_sha256": sha256_of_file(data_file)}
 
 
+def _non_finite_message(name: str, count: int) -> str:
+    return (
+        f"{name} contains {count} NaN or infinite voxel value(s); a CT must hold finite "
+        "Hounsfield units"
+    )
+
+
+LABELMAP_MAX_VALUES = 64
+"""Most distinct whole values an image may hold and still be refused as a labelmap."""
+
+
+def refuse_non_ct_values(ct_hu: np.ndarray, name: str) -> None:
+    """Refuse values that cannot be a CT in Hounsfield units.
+
+    A CT of a patient always holds air (about −1000 HU) outside the body and thousands of
+    distinct values. Refused (:class:`NotCTError`):
+
+    * a *probability map* or normalised image: every value within [0, 1];
+    * a *labelmap* (e.g. a segmentation given as the CT): no value below 0 (no air), whole
+      numbers only, and at most :data:`LABELMAP_MAX_VALUES` distinct values.
+
+    Other images without air keep the softer warning of :func:`_hounsfield_warnings` (a CT
+    stored as raw unsigned values is still a CT).
+    """
+    if ct_hu.size == 0:
+        return
+    low, high = float(ct_hu.min()), float(ct_hu.max())
+    if low < 0.0:
+        return
+    if high <= 65535 and np.array_equal(ct_hu, np.rint(ct_hu)):
+        counts = np.bincount(ct_hu.astype(np.int64).ravel(), minlength=1)
+        distinct = int(np.count_nonzero(counts))
+        if distinct <= LABELMAP_MAX_VALUES:
+            raise NotCTError(
+                f"{name} is not a CT but looks like a labelmap: {distinct} distinct whole "
+                f"value(s) from {low:g} to {high:g} and no air (about −1000 HU); give the CT "
+                "itself, not a segmentation"
+            )
+    if high <= 1.0:
+        raise NotCTError(
+            f"{name} is not a CT: every value lies between 0 and 1 ({low:.3g} to {high:.3g}), as "
+            "in a probability map or a normalised image, and there is no air (about −1000 HU); "
+            "give the CT in Hounsfield units"
+        )
+
+
 def _hounsfield_warnings(ct_hu: np.ndarray, name: str) -> list[str]:
     """Notes when the values do not look like Hounsfield units (air is about −1000 HU)."""
-    low, high = float(ct_hu.min()), float(ct_hu.max())
-    if low >= 0.0 and high <= 1.0:
-        return [
-            f"{name}: all values lie between 0 and 1; this looks like a normalised image, "
-            "not Hounsfield units"
-        ]
-    if low >= 0.0:
+    low = float(ct_hu.min())
+    if low >= 0.0:  # (values within [0, 1] and labelmaps were refused before)
         return [
             f"{name}: no value below 0 (air is about −1000 HU); the file may hold raw stored "
-            "values or a labelmap rather than Hounsfield units"
+            "values rather than Hounsfield units"
         ]
     return []

@@ -324,7 +324,7 @@ def select_ct_series(
     if len(ct_series) > 1:
         listed = "; ".join(_describe_series(uid, hs) for uid, hs in sorted(ct_series.items()))
         raise SeriesSelectionError(
-            f"{scan.source} holds {len(ct_series)} CT series; choose one by its series UID: "
+            f"{scan.source} holds {len(ct_series)} CT series; choose one with --series-uid UID: "
             f"{listed}"
         )
     (only,) = ct_series.values()

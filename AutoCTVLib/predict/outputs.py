@@ -22,9 +22,15 @@ own, or with ``create_dicom_ct`` a new series written from the input volume. Eve
 names the model and its version in SeriesDescription (and DICOM SEG in ContentLabel).
 
 All files go through one :class:`~AutoCTVLib.io.atomic.OutputTransaction`: an error, Ctrl-C or
-SIGTERM anywhere leaves none of them behind. With ``overwrite``, output files of an earlier run
-that this run does not produce are deleted once the new outputs are in place, so the folder
-always holds one consistent result.
+SIGTERM anywhere leaves none of them behind. With ``overwrite``, the files this run writes
+replace those of the same names and every other file in the folder is left as it was (an
+earlier run's uncertainty maps stay when this run computes none; ``report.json`` lists what
+this run wrote). :func:`remove_stale_outputs` clears them for a caller that owns the folder
+(the demo).
+
+:func:`check_destination` finds every problem of the output folder (missing parent, not a
+folder, not writable, outputs that exist) before any work is done; :func:`check_request` adds
+the check that needs the input's identity (a DICOM export needs a DICOM series to reference).
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -123,7 +131,22 @@ def check_request(
     Raises:
         InputError: a DICOM format was asked for without a DICOM CT input (and without
             ``create_dicom_ct``).
-        OutputError: the output folder cannot be made, or outputs exist and may not be replaced.
+        OutputError: see :func:`check_destination`.
+    """
+    check_reference(request, identity)
+    check_destination(
+        request, with_uncertainty, input_is_dicom=isinstance(identity, SeriesIdentity)
+    )
+
+
+def check_reference(request: OutputRequest, identity: SeriesIdentity | FileIdentity | None) -> None:
+    """A DICOM export (RTSTRUCT, DICOM SEG) needs a DICOM CT series to reference.
+
+    ``identity`` may be a :class:`FileIdentity` with no hash yet (known from the file name
+    before the file is read).
+
+    Raises:
+        InputError: a DICOM format without a DICOM input and without ``create_dicom_ct``.
     """
     wanted = [name for name in DICOM_FORMATS if name in request.formats]
     if wanted and not isinstance(identity, SeriesIdentity) and not request.create_dicom_ct:
@@ -133,11 +156,33 @@ def check_request(
             f"reference (this input is {kind}); read a DICOM CT series, or add "
             "--create-dicom-ct to write the CT as a new DICOM series and reference that"
         )
+
+
+def check_destination(
+    request: OutputRequest, with_uncertainty: bool, *, input_is_dicom: bool | None = None
+) -> None:
+    """Every problem of the output folder, found before the CT is read.
+
+    Args:
+        request: folder, formats, overwrite.
+        with_uncertainty: whether the uncertainty maps will be written.
+        input_is_dicom: whether the input is a DICOM series (then no CT series is created);
+            ``None`` when unknown (the CT series folder is then checked when one is asked for).
+
+    Raises:
+        OutputError: the folder is a file, its parent is missing, it cannot be written, or it
+            holds outputs of these names and ``overwrite`` is off (each message names the option
+            that fixes it).
+    """
     out_dir = Path(request.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"{out_dir} exists and is not a folder")
+        raise OutputError(f"{out_dir} exists and is not a folder; choose another -o/--out")
     if not out_dir.exists() and not out_dir.parent.is_dir():
-        raise OutputError(f"cannot create {out_dir}: folder {out_dir.parent} does not exist")
+        raise OutputError(
+            f"cannot create {out_dir}: folder {out_dir.parent} does not exist; create it or "
+            "choose another -o/--out"
+        )
+    check_folder_writable(out_dir if out_dir.exists() else out_dir.parent)
     if not request.overwrite:
         existing = [
             path.name for path in request.planned(with_uncertainty).values() if path.exists()
@@ -147,13 +192,33 @@ def check_request(
                 f"{out_dir} already holds {', '.join(existing)}; choose another folder or add "
                 "--overwrite"
             )
-    if _creates_dicom_ct(request, identity):
+    wants_dicom = any(name in request.formats for name in DICOM_FORMATS)
+    if wants_dicom and request.create_dicom_ct and input_is_dicom is not True:
         ct_dir = out_dir / OUTPUT_NAMES["dicom_ct"]
         if ct_dir.exists() and (not ct_dir.is_dir() or any(ct_dir.iterdir())):
             raise OutputError(
-                f"{ct_dir} already exists; remove it or choose another output folder "
-                "(a DICOM series is never overwritten)"
+                f"{ct_dir} already exists; remove it or choose another -o/--out "
+                "(a DICOM series is never overwritten, not even with --overwrite)"
             )
+
+
+def check_folder_writable(folder: Path) -> None:
+    """Create and delete a hidden probe file in ``folder``: the one test of writability that
+    also holds for read-only mounts, network shares and access-control lists.
+
+    Raises:
+        OutputError: the folder cannot be written.
+    """
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".autoctv-probe-", dir=folder)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise OutputError(
+            f"cannot write into {folder} ({reason}); choose a writable -o/--out"
+        ) from None
+    os.close(handle)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
 
 
 @dataclass(frozen=True)
@@ -190,7 +255,10 @@ def write_outputs(
     with_uncertainty = prediction.uncertainty is not None
     check_request(request, identity, with_uncertainty)
     out_dir = Path(request.out_dir)
-    out_dir.mkdir(exist_ok=True)
+    try:
+        out_dir.mkdir(exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create {out_dir}: {error.strerror or error}") from None
     started = time.perf_counter()
     notes: list[str] = []
     planned = request.planned(with_uncertainty)
@@ -239,21 +307,25 @@ def write_outputs(
                 write_report(report, transaction.path_for(planned["report"]))
                 written["report"] = planned["report"]
                 step("report.json")
+        except OSError as error:
+            for directory in created_dirs:
+                shutil.rmtree(directory, ignore_errors=True)
+            raise OutputError(
+                f"writing into {out_dir} failed: {error.strerror or error}; nothing was written"
+            ) from None
         except BaseException:
             for directory in created_dirs:
                 shutil.rmtree(directory, ignore_errors=True)
             raise
-    if request.overwrite:
-        _remove_stale_outputs(out_dir, written)
     for note in notes:
         logger.warning(note)
     return WrittenOutputs(written, time.perf_counter() - started, tuple(notes))
 
 
-def _remove_stale_outputs(out_dir: Path, written: Mapping[str, Path]) -> None:
-    """After an overwriting run, delete output files of an earlier run that this run did not
-    write (e.g. uncertainty maps from a run with ``--uncertainty``), so that the folder holds
-    one consistent result. The CT series folder is left alone."""
+def remove_stale_outputs(out_dir: Path, written: Mapping[str, Path]) -> None:
+    """Delete the output files of an earlier run that a new run did not write (e.g. uncertainty
+    maps from a run with ``--uncertainty``). Only for a caller that owns ``out_dir`` (the demo);
+    ``autoctv predict --overwrite`` leaves them. The CT series folder is left alone."""
     for kind, name in OUTPUT_NAMES.items():
         path = out_dir / name
         if kind != "dicom_ct" and kind not in written and path.is_file():
