@@ -21,8 +21,9 @@ Process tree: on POSIX the child starts a new session, so it and everything it s
 one process group; :meth:`ChildJob.cancel` sends SIGTERM to the group (the CLI then removes
 partial outputs and exits), waits ``grace_s`` seconds for the job process, then SIGKILLs what
 is left of the group. On Windows the child gets a new process group and the whole tree is
-ended with ``taskkill /T /F``. Processes the job leaves behind after a normal exit are killed
-as well, once they hold its output pipes open for longer than a second.
+ended with ``taskkill /T /F``; it opens no console window (``CREATE_NO_WINDOW``). Processes
+the job leaves behind after a normal exit are killed as well, once they hold its output pipes
+open for longer than a second.
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+from AutoCTVLib.errors import AutoCTVError
+from AutoCTVLib.options import ProgressCallback
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[str, float, str], None]
 LogCallback = Callable[[str], None]
 FinishedCallback = Callable[[int, str], None]
 
@@ -50,8 +54,11 @@ FinishedCallback = Callable[[int, str], None]
 POLL_INTERVAL_MS = 100
 
 CLI_ERROR_PREFIX = "autoctv: error: "
-_IS_WINDOWS = os.name == "nt"
+_IS_WINDOWS = sys.platform == "win32"
 _ORPHAN_GRACE_S = 1.0
+#: Windows process creation flags (winbase.h): a process group of its own, and no console.
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
 
 
 def parse_progress_line(line: str) -> tuple[str, float, str] | None:
@@ -87,14 +94,28 @@ def python_executable() -> str:
     """The Python interpreter for child jobs.
 
     Inside the Slicer application ``sys.executable`` is Slicer itself; its stand-alone
-    interpreter is ``PythonSlicer`` (on the application's PATH). Elsewhere: ``sys.executable``.
+    interpreter is ``PythonSlicer`` (on the application's PATH, or beside the executable).
+    Elsewhere: ``sys.executable``.
+
+    Raises:
+        AutoCTVError: inside Slicer, ``PythonSlicer`` cannot be found (running Slicer's own
+            executable instead would start a second Slicer, not a Python job).
     """
     slicer_module = sys.modules.get("slicer")
-    if slicer_module is not None and hasattr(slicer_module, "app"):
-        python_slicer = shutil.which("PythonSlicer")
-        if python_slicer:
-            return python_slicer
-    return sys.executable
+    if slicer_module is None or not hasattr(slicer_module, "app"):
+        return sys.executable
+    name = "PythonSlicer.exe" if _IS_WINDOWS else "PythonSlicer"
+    found = shutil.which("PythonSlicer")
+    if found:
+        return found
+    beside = Path(sys.executable).resolve().parent / name
+    if beside.is_file():
+        return str(beside)
+    raise AutoCTVError(
+        "Slicer's Python interpreter (PythonSlicer) was not found on the PATH or beside "
+        f"{sys.executable}; AutoCTV runs its work in that interpreter. Reinstall Slicer, or "
+        "run AutoCTV from the Python console with logic.auto_contour(...)"
+    )
 
 
 def autoctv_command(arguments: Sequence[str], python: str | None = None) -> list[str]:
@@ -205,7 +226,7 @@ class ChildJob:
             raise RuntimeError("this job was already started")
         options: dict[str, Any] = {}
         if _IS_WINDOWS:
-            options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+            options["creationflags"] = CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW
         else:
             options["start_new_session"] = True
         logger.debug("starting child job: %s", self.command)
@@ -363,5 +384,5 @@ class ChildJob:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=False,
-            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+            creationflags=CREATE_NO_WINDOW,
         )

@@ -77,6 +77,26 @@ class ReferencedCT:
     files: tuple[Path, ...] = ()
 
 
+def dicom_seg_supported() -> tuple[bool, str]:
+    """Whether DICOM SEG export works with this Python's packages, and if not, why (one line).
+
+    The library's own check decides (highdicom present and matching the installed pydicom);
+    with a library that lacks it, highdicom being importable is taken as support.
+    """
+    try:
+        from AutoCTVLib.io.dicom_seg_write import dicom_seg_supported as supported
+    except ImportError:
+        try:
+            from AutoCTVLib.compat import dicom_seg_supported as supported
+        except ImportError:
+            import importlib.util
+
+            if importlib.util.find_spec("highdicom") is None:
+                return False, "DICOM SEG export needs the highdicom package"
+            return True, ""
+    return supported()
+
+
 def default_file_for_instance() -> FileForInstance | None:
     """Slicer's DICOM database lookup (SOP instance UID → file), if the application has one."""
     database = getattr(slicer, "dicomDatabase", None)
