@@ -49,13 +49,13 @@ def _add_source_tree_library() -> None:
 
 _add_source_tree_library()
 
+from AutoCTVLib.cli.child import POLL_INTERVAL_MS  # noqa: E402
 from AutoCTVLib.options import (  # noqa: E402
     COMPLETION_METHODS,
     DEVICE_CHOICES,
     NETWORK_COMPLETION_METHODS,
 )
 from AutoCTVSlicerLib import dicom_export, heat_map  # noqa: E402
-from AutoCTVSlicerLib.child_process import POLL_INTERVAL_MS  # noqa: E402
 from AutoCTVSlicerLib.logic import AutoContourSettings, AutoCTVCoreLogic, model_summary  # noqa: E402
 from AutoCTVSlicerLib.placement import remove_with_display_nodes  # noqa: E402
 

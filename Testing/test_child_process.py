@@ -19,14 +19,14 @@ import pytest
 from mrml_support import SLICER_MODULE_DIR  # also puts the Slicer module folder on sys.path
 
 from AutoCTVLib import __version__
-from AutoCTVSlicerLib.child_process import (
+from AutoCTVLib.cli.child import (
     ChildJob,
     autoctv_command,
     child_environment,
     error_message_from_stderr,
     parse_progress_line,
-    python_executable,
 )
+from AutoCTVSlicerLib.logic import slicer_python
 
 REPO_ROOT = SLICER_MODULE_DIR.parent
 posix_only = pytest.mark.skipif(os.name == "nt", reason="process groups and /proc are POSIX")
@@ -320,7 +320,7 @@ def test_child_environment_and_interpreter() -> None:
     assert environment["PYTHONUNBUFFERED"] == "1"
     assert "PYTHONPATH" not in child_environment([], base={})
     # Outside the Slicer application the interpreter running the tests is used.
-    assert python_executable() == sys.executable
+    assert slicer_python() == sys.executable
     assert autoctv_command(["predict", "ct.nrrd"], python="py") == [
         "py",
         "-m",
@@ -349,10 +349,10 @@ class _FakePopen:
 
 
 def test_windows_child_gets_its_own_group_and_no_console(monkeypatch) -> None:
-    from AutoCTVSlicerLib import child_process
+    from AutoCTVLib.cli import child
 
-    monkeypatch.setattr(child_process, "_IS_WINDOWS", True)
-    monkeypatch.setattr(child_process.subprocess, "Popen", _FakePopen)
+    monkeypatch.setattr(child, "_IS_WINDOWS", True)
+    monkeypatch.setattr(child.subprocess, "Popen", _FakePopen)
     _FakePopen.calls.clear()
     progress = []
     job = ChildJob(["fake-python", "-c", "pass"], on_progress=lambda *e: progress.append(e))
@@ -368,16 +368,16 @@ def test_inside_slicer_a_missing_pythonslicer_is_a_clear_error(monkeypatch, tmp_
     import types
 
     from AutoCTVLib.errors import AutoCTVError
-    from AutoCTVSlicerLib import child_process
+    from AutoCTVSlicerLib import logic
 
     fake_slicer = types.SimpleNamespace(app=object())  # what the Slicer application has
     monkeypatch.setitem(sys.modules, "slicer", fake_slicer)
-    monkeypatch.setattr(child_process.shutil, "which", lambda name: None)
-    monkeypatch.setattr(child_process.sys, "executable", str(tmp_path / "Slicer"))
+    monkeypatch.setattr(logic.shutil, "which", lambda name: None)
+    monkeypatch.setattr(logic.sys, "executable", str(tmp_path / "Slicer"))
     with pytest.raises(AutoCTVError, match=r"PythonSlicer.*was not found"):
-        python_executable()
+        slicer_python()
     beside = tmp_path / "PythonSlicer"
     beside.write_text("")
-    assert python_executable() == str(beside)  # found beside Slicer's executable
-    monkeypatch.setattr(child_process.shutil, "which", lambda name: "/slicer/bin/PythonSlicer")
-    assert python_executable() == "/slicer/bin/PythonSlicer"
+    assert slicer_python() == str(beside)  # found beside Slicer's executable
+    monkeypatch.setattr(logic.shutil, "which", lambda name: "/slicer/bin/PythonSlicer")
+    assert slicer_python() == "/slicer/bin/PythonSlicer"

@@ -22,6 +22,7 @@ from conftest import make_geometry
 from mrml_support import new_scene, scene_node_ids
 
 from AutoCTVLib import terminology as ctv_codes
+from AutoCTVLib.cli.jobs import PredictionOutputs
 from AutoCTVLib.errors import AutoCTVError, ModelFileError, OutputError, ReferenceMismatchError
 from AutoCTVLib.io.ct_reader import read_ct
 from AutoCTVLib.io.dicom_ct_write import write_ct_series
@@ -32,7 +33,6 @@ from AutoCTVLib.nn import build_network, thesis_config
 from AutoCTVLib.volume import Volume
 from AutoCTVSlicerLib import dicom_export
 from AutoCTVSlicerLib import heat_map as heat_map_module
-from AutoCTVSlicerLib.jobs import PredictionOutputs
 from AutoCTVSlicerLib.logic import (
     AutoContourSettings,
     AutoCTVCoreLogic,
@@ -724,7 +724,7 @@ def test_reload_or_scene_close_during_a_run_removes_the_temporary_ct(scene, ct_n
     """``logic.cleanup()`` (called by the panel's cleanup() on reload/exit and on scene close)
     ends the child and deletes the AutoCTV-* folder holding the copy of the patient's CT; so
     does the interpreter-exit hook, ``close_all_jobs``."""
-    from AutoCTVSlicerLib.jobs import close_all_jobs
+    from AutoCTVLib.cli.jobs import close_all_jobs
 
     logic = AutoCTVCoreLogic()
     before = scene_node_ids(scene)

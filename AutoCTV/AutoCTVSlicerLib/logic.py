@@ -23,6 +23,8 @@ after its state was saved for undo.
 
 from __future__ import annotations
 
+import shutil
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,7 +35,15 @@ import numpy as np
 import slicer
 
 from AutoCTVLib import terminology as ctv_codes
-from AutoCTVLib.errors import InputError, ModelFileError, OutputError
+from AutoCTVLib.cli.jobs import (
+    CommandJob,
+    PredictionOutputs,
+    prepare_completion,
+    prepare_prediction,
+    read_completion_output,
+    read_prediction_outputs,
+)
+from AutoCTVLib.errors import AutoCTVError, InputError, ModelFileError, OutputError
 from AutoCTVLib.models.bundled import find_bundled_model
 from AutoCTVLib.models.card import ModelCard, model_paths, read_card
 from AutoCTVLib.options import (
@@ -45,14 +55,6 @@ from AutoCTVLib.options import (
 from AutoCTVLib.volume import Volume
 
 from . import heat_map
-from .jobs import (
-    CommandJob,
-    PredictionOutputs,
-    prepare_completion,
-    prepare_prediction,
-    read_completion_output,
-    read_prediction_outputs,
-)
 from .placement import remove_with_display_nodes
 from .provenance import Provenance, input_identity, write_provenance
 from .segmentation_nodes import (
@@ -69,6 +71,30 @@ from .volume_nodes import add_volume_node, volume_from_node
 
 #: Saves a segmentation's state before AutoCTV changes it; returns the action that undoes it.
 UndoSaver = Callable[[Any], Callable[[], None]]
+
+
+def slicer_python() -> str:
+    """The interpreter for child jobs: ``PythonSlicer`` inside the Slicer application (there
+    ``sys.executable`` is Slicer itself), found on the PATH or beside the executable; elsewhere
+    ``sys.executable``.
+
+    Raises:
+        AutoCTVError: inside Slicer, ``PythonSlicer`` cannot be found (running Slicer's own
+            executable instead would start a second Slicer, not a Python job).
+    """
+    slicer_module = sys.modules.get("slicer")
+    if slicer_module is None or not hasattr(slicer_module, "app"):
+        return sys.executable
+    found = shutil.which("PythonSlicer")
+    beside = Path(sys.executable).resolve().parent
+    beside = beside / ("PythonSlicer.exe" if sys.platform == "win32" else "PythonSlicer")
+    if found or beside.is_file():
+        return found or str(beside)
+    raise AutoCTVError(
+        "Slicer's Python interpreter (PythonSlicer) was not found on the PATH or beside "
+        f"{sys.executable}; AutoCTV runs its work in that interpreter. Reinstall Slicer, or "
+        "run AutoCTV from the Python console with logic.auto_contour(...)"
+    )
 
 
 def library_root() -> Path:
@@ -179,8 +205,7 @@ class AutoCTVCoreLogic:
     """Auto-contouring, uncertainty review and completion on MRML nodes.
 
     Args:
-        python: interpreter for child jobs (default: ``PythonSlicer`` inside Slicer, else the
-            current interpreter).
+        python: interpreter for child jobs (default: :func:`slicer_python`).
         python_paths: extra ``PYTHONPATH`` folders for child jobs (default: the folder that
             holds ``AutoCTVLib``).
     """
@@ -321,7 +346,7 @@ class AutoCTVCoreLogic:
                 on_progress=on_progress,
                 on_finished=on_finished,
                 python_paths=self.python_paths,
-                python=self.python,
+                python=self.python or slicer_python(),
             )
         )
 
@@ -505,7 +530,7 @@ class AutoCTVCoreLogic:
                 on_progress=on_progress,
                 on_finished=on_finished,
                 python_paths=self.python_paths,
-                python=self.python,
+                python=self.python or slicer_python(),
             )
         )
 

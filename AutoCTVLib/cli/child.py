@@ -1,10 +1,10 @@
-"""Run a long AutoCTV job as a child process tree that reports progress and can be cancelled.
+"""Run an ``autoctv`` command as a child process tree that reports progress and can be cancelled.
 
-The Slicer module runs ``autoctv ... --progress json`` in a separate process (``PythonSlicer``
-inside Slicer) so that the GUI never freezes and Cancel can stop the work at once. This module
-has no Qt or Slicer import: callbacks are queued by background reader threads and delivered in
-the caller's thread by :meth:`ChildJob.poll` (call it from a ``qt.QTimer``, e.g. every 100 ms)
-or by the blocking :meth:`ChildJob.wait` (scripts, tests).
+A GUI front end (the Slicer module, a browser app) runs ``autoctv ... --progress json`` in a
+separate process so that it never freezes and Cancel can stop the work at once. Callbacks are
+queued by background reader threads and delivered in the caller's thread by
+:meth:`ChildJob.poll` (call it from a GUI timer, e.g. every 100 ms) or by the blocking
+:meth:`ChildJob.wait` (scripts, tests). This is the reading side of :mod:`.progress`.
 
 Protocol of the child's output:
 
@@ -32,17 +32,14 @@ import json
 import logging
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from AutoCTVLib.errors import AutoCTVError
 from AutoCTVLib.options import ProgressCallback
 
 logger = logging.getLogger(__name__)
@@ -90,37 +87,13 @@ def error_message_from_stderr(stderr_text: str) -> str:
     return last[len(CLI_ERROR_PREFIX) :] if last.startswith(CLI_ERROR_PREFIX) else last
 
 
-def python_executable() -> str:
-    """The Python interpreter for child jobs.
-
-    Inside the Slicer application ``sys.executable`` is Slicer itself; its stand-alone
-    interpreter is ``PythonSlicer`` (on the application's PATH, or beside the executable).
-    Elsewhere: ``sys.executable``.
-
-    Raises:
-        AutoCTVError: inside Slicer, ``PythonSlicer`` cannot be found (running Slicer's own
-            executable instead would start a second Slicer, not a Python job).
-    """
-    slicer_module = sys.modules.get("slicer")
-    if slicer_module is None or not hasattr(slicer_module, "app"):
-        return sys.executable
-    name = "PythonSlicer.exe" if _IS_WINDOWS else "PythonSlicer"
-    found = shutil.which("PythonSlicer")
-    if found:
-        return found
-    beside = Path(sys.executable).resolve().parent / name
-    if beside.is_file():
-        return str(beside)
-    raise AutoCTVError(
-        "Slicer's Python interpreter (PythonSlicer) was not found on the PATH or beside "
-        f"{sys.executable}; AutoCTV runs its work in that interpreter. Reinstall Slicer, or "
-        "run AutoCTV from the Python console with logic.auto_contour(...)"
-    )
-
-
 def autoctv_command(arguments: Sequence[str], python: str | None = None) -> list[str]:
-    """The command line running ``autoctv <arguments>`` with the given (default) interpreter."""
-    return [python or python_executable(), "-m", "AutoCTVLib.cli.main", *arguments]
+    """The command line running ``autoctv <arguments>`` with ``python`` (default: this one).
+
+    Inside Slicer pass Slicer's stand-alone interpreter (``PythonSlicer``): there
+    ``sys.executable`` is the Slicer application itself.
+    """
+    return [python or sys.executable, "-m", "AutoCTVLib.cli.main", *arguments]
 
 
 def child_environment(
@@ -128,7 +101,7 @@ def child_environment(
 ) -> dict[str, str]:
     """Environment for a child job: unbuffered UTF-8 output, ``extra_python_paths`` first.
 
-    Inside Slicer pass the folder holding ``AutoCTVLib`` so that the child can import it.
+    A front end passes the folder holding ``AutoCTVLib`` so that the child can import it.
     """
     environment = dict(os.environ if base is None else base)
     environment["PYTHONUNBUFFERED"] = "1"

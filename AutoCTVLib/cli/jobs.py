@@ -1,7 +1,7 @@
 """Long AutoCTV work as a child ``autoctv`` process working in its own temporary folder.
 
 A :class:`CommandJob` writes its inputs into a fresh ``AutoCTV-*`` temporary folder, runs
-``autoctv <command> ... --progress json`` there as a :class:`~.child_process.ChildJob` (the GUI
+``autoctv <command> ... --progress json`` there as a :class:`~.child.ChildJob` (the GUI
 never freezes and Cancel ends the whole process tree), reads the outputs back when the child
 succeeds, and deletes the folder in every case: success, failure, cancel, and :meth:`close`
 (module reload, scene close, application exit). The folder holds the patient's CT, so it must
@@ -34,6 +34,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import SimpleITK as sitk
 
+from AutoCTVLib.cli.child import ChildJob, autoctv_command, child_environment
 from AutoCTVLib.errors import AutoCTVError, GeometryError, InputError
 from AutoCTVLib.io.image_files import (
     describe_grid_difference,
@@ -43,8 +44,6 @@ from AutoCTVLib.io.image_files import (
 )
 from AutoCTVLib.options import ProgressCallback
 from AutoCTVLib.volume import Geometry, Volume
-
-from .child_process import ChildJob, autoctv_command, child_environment
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ class CommandJob(Generic[T]):
             ``None`` and ``""`` when cancelled; ``None`` and the one-line error otherwise.
             Not called after :meth:`close`.
         python_paths: folders the child needs on ``PYTHONPATH``.
-        python: interpreter for the child (default: ``PythonSlicer`` in Slicer).
+        python: interpreter for the child (default: this one; in Slicer, ``PythonSlicer``).
         temp_root: parent folder of the work folder (default: the system's temporary folder).
     """
 
