@@ -434,3 +434,35 @@ def test_catalog_entry_follows_the_schema():
 def test_licence_is_mit():
     text = (REPO / "LICENSE").read_text(encoding="utf-8")
     assert "MIT License" in text and "Permission is hereby granted" in text
+
+
+def test_screenshot_exists_and_every_description_points_to_it():
+    cmake = dict(re.findall(r'set\((EXTENSION_\w+)\s+"([^"]*)"\)', TOP_CMAKE.read_text("utf-8")))
+    url = cmake["EXTENSION_SCREENSHOTURLS"]
+    assert _s4ext()["screenshoturls"] == url
+    prefix = "https://raw.githubusercontent.com/autoctv/SlicerAutoCTV/main/"
+    assert url.startswith(prefix)
+    screenshot = REPO / url.removeprefix(prefix)
+    data = screenshot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < 300_000
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert f"]({screenshot.relative_to(REPO).as_posix()})" in readme
+    assert "not a screenshot of the Slicer application" in readme  # honestly captioned
+
+
+def test_minimum_slicer_version_agrees_everywhere():
+    text = MODULE_FILE.read_text(encoding="utf-8")
+    minimum = re.search(r'^MINIMUM_SLICER = "([\d.]+)"', text, re.M).group(1)
+    assert minimum == "5.8"
+    phrase = f"Slicer {minimum} or newer"
+    assert "MINIMUM_SLICER} or newer" in text  # the help text
+    cmake = dict(re.findall(r'set\((EXTENSION_\w+)\s+"([^"]*)"\)', TOP_CMAKE.read_text("utf-8")))
+    for where, content in (
+        ("CMakeLists.txt", cmake["EXTENSION_DESCRIPTION"]),
+        ("AutoCTV.s4ext", _s4ext()["description"]),
+        ("README.md", (REPO / "README.md").read_text(encoding="utf-8")),
+        ("docs/slicer.md", (REPO / "docs" / "slicer.md").read_text(encoding="utf-8")),
+    ):
+        assert phrase in content.replace("**", ""), f"{where} does not say '{phrase}'"
+        for other in ("5.6", "5.7"):
+            assert f"Slicer {other} or newer" not in content

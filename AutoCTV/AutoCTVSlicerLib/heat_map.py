@@ -45,7 +45,7 @@ PREFERRED_COLOR_NODE_IDS = (
 )
 _OWN_COLOR_ATTRIBUTE = "AutoCTV.colorMap"
 # (position 0–1, r, g, b): a dark-to-bright ramp for scenes without Slicer's colour files.
-_HEAT_POINTS = (
+HEAT_POINTS = (
     (0.00, 0.00, 0.00, 0.02),
     (0.25, 0.33, 0.06, 0.43),
     (0.50, 0.73, 0.21, 0.33),
@@ -92,7 +92,7 @@ def heat_color_node(scene):
     color_node.SetName("AutoCTV heat")
     color_node.SetAttribute(_OWN_COLOR_ATTRIBUTE, "heat")
     transfer_function = vtk.vtkColorTransferFunction()
-    for position, red, green, blue in _HEAT_POINTS:
+    for position, red, green, blue in HEAT_POINTS:
         transfer_function.AddRGBPoint(position, red, green, blue)
     color_node.SetAndObserveColorTransferFunction(transfer_function)
     scene.AddNode(color_node)
