@@ -161,6 +161,7 @@ class AutoCTVWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._pollTimer = None
         self._shownHeatMap = None  # (CT ID, heat map ID, shown, opacity) last applied to views
         self._modelInfoCache = (None, "")
+        self._segSupport = (True, "")
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -189,11 +190,7 @@ class AutoCTVWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "currentItemChanged(QListWidgetItem*,QListWidgetItem*)", self.onReviewSlice
         )
         self.ui.reviewSlicesListWidget.connect("itemClicked(QListWidgetItem*)", self.onReviewSlice)
-        segSupported, segReason = dicom_export.dicom_seg_supported()
-        if not segSupported:
-            self.ui.exportFormatComboBox.setItemData(1, 0, qt.Qt.UserRole - 1)  # disabled item
-            self.ui.exportFormatComboBox.setItemData(1, segReason, qt.Qt.ToolTipRole)
-            self.ui.exportFormatComboBox.toolTip = f"DICOM SEG: {segReason}"
+        self._segSupport = dicom_export.dicom_seg_supported()  # (works, why not)
         self.ui.sparseSegmentSelector.connect(
             "currentNodeChanged(vtkMRMLNode*)", self.onSparseSegmentationChanged
         )
@@ -242,9 +239,10 @@ class AutoCTVWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
-            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if first:
-                self._parameterNode.inputVolume = first
+            volumes = slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+            cts = [v for v in volumes if not heat_map.is_uncertainty_node(v)]
+            if cts:
+                self._parameterNode.inputVolume = cts[0]
 
     def setParameterNode(self, parameterNode) -> None:
         if self._parameterNode:
@@ -253,6 +251,7 @@ class AutoCTVWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = parameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._offerDicomSegOnlyWhereSupported()
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
             self.ui.sparseSegmentSelector.setCurrentNode(self._parameterNode.completionSegmentation)
             if self._parameterNode.completionSegmentId:
@@ -297,11 +296,27 @@ class AutoCTVWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.discardPreviewButton.enabled = self._preview is not None and not running
         toFolder = node.exportDestination == EXPORT_DESTINATIONS[1]
         self.ui.exportFolderPathLineEdit.setEnabled(toFolder)
+        segBlocked = node.exportFormat == EXPORT_FORMATS[1] and not self._segSupport[0]
+        self.ui.exportButton.toolTip = (
+            self._segSupport[1] if segBlocked else "Write the segmentation as DICOM."
+        )
         self.ui.exportButton.enabled = (
-            bool(node.exportSegmentation and node.inputVolume)
+            not segBlocked
+            and bool(node.exportSegmentation and node.inputVolume)
             and (not toFolder or _isSet(node.exportFolder))
             and not running
         )
+
+    def _offerDicomSegOnlyWhereSupported(self) -> None:
+        """Grey out the DICOM SEG choice (items are filled by connectGui) and say why."""
+        supported, reason = self._segSupport
+        combo = self.ui.exportFormatComboBox
+        index = combo.findText(EXPORT_FORMATS[1])
+        if supported or index < 0:
+            return
+        combo.setItemData(index, 0, qt.Qt.UserRole - 1)  # item flags: not enabled
+        combo.setItemData(index, reason, qt.Qt.ToolTipRole)
+        combo.toolTip = f"DICOM SEG is not available here: {reason}"
 
     def _modelInfo(self) -> str:
         node = self._parameterNode
