@@ -131,24 +131,21 @@ def is_ctv_segment(segment) -> bool:
     return bool(coded) or segment.GetName().strip().upper().startswith("CTV")
 
 
+def _provenance(segmentation_node):
+    """The node's provenance; None when it has none or it was edited into an unreadable state."""
+    try:
+        return read_provenance(segmentation_node)
+    except ValueError:
+        return None
+
+
 def _generation(segmentation_node) -> tuple[str, str]:
     """(RT ROI generation algorithm, description) from the node's provenance."""
-    try:
-        provenance = read_provenance(segmentation_node)
-    except ValueError:
-        provenance = None
+    provenance = _provenance(segmentation_node)
     if provenance is None:
         return "MANUAL", ""
     algorithm = "SEMIAUTOMATIC" if provenance.result_kind.startswith("completion") else "AUTOMATIC"
     return algorithm, f"{provenance.model_name} {provenance.model_version}"[:64]
-
-
-def _provenance_strings(segmentation_node) -> dict[str, str]:
-    try:
-        provenance = read_provenance(segmentation_node)
-    except ValueError:
-        return {}
-    return provenance_fields(provenance) if provenance is not None else {}
 
 
 def _chosen_segment_ids(segmentation_node, wanted: Sequence[str] | None) -> list[str]:
@@ -217,6 +214,7 @@ def export_rtstruct(
     geometry = volume_from_node(ct_node).geometry
     name = dicom_name_part(segmentation_node.GetName() or "AutoCTV", 40)
     path = new_object_file(out_dir, "RS", name)
+    provenance = _provenance(segmentation_node)
     write_rtstruct(
         rois,
         reference.identity,
@@ -224,7 +222,7 @@ def export_rtstruct(
         path,
         series_description=f"AutoCTV {name} {description}".strip()[:64],
         structure_set_label="AutoCTV",
-        provenance=_provenance_strings(segmentation_node) or None,
+        provenance=provenance_fields(provenance) if provenance is not None else None,
         overwrite=False,
     )
     logger.info("exported %d ROI(s) of %s to %s", len(rois), segmentation_node.GetName(), path)
@@ -272,10 +270,7 @@ def export_dicom_seg(
     if not mask.any():
         raise OutputError(f"segment '{segment.GetName()}' is empty; nothing to export")
     reference = referenced_ct(ct_node, out_dir, file_for_instance)
-    try:
-        provenance = read_provenance(segmentation_node)
-    except ValueError:
-        provenance = None
+    provenance = _provenance(segmentation_node)
     model_name = provenance.model_name if provenance else "manual"
     model_version = provenance.model_version if provenance else "1"
     parameters = dict(provenance.settings) if provenance else {}

@@ -190,14 +190,15 @@ def show_heat_map(ct_node, heat_map_node, opacity: float = 0.5) -> int:
     return len(composites)
 
 
+def _views_showing(heat_map_node) -> list:
+    composites = _composite_nodes(heat_map_node.GetScene())
+    return [c for c in composites if c.GetForegroundVolumeID() == heat_map_node.GetID()]
+
+
 def set_heat_map_opacity(heat_map_node, opacity: float) -> int:
     """Change the foreground opacity of the views showing the heat map; returns how many."""
     opacity = float(min(1.0, max(0.0, opacity)))
-    views = [
-        c
-        for c in _composite_nodes(heat_map_node.GetScene())
-        if c.GetForegroundVolumeID() == heat_map_node.GetID()
-    ]
+    views = _views_showing(heat_map_node)
     for composite in views:
         composite.SetForegroundOpacity(opacity)
     return len(views)
@@ -205,11 +206,7 @@ def set_heat_map_opacity(heat_map_node, opacity: float) -> int:
 
 def hide_heat_map(heat_map_node) -> int:
     """Take the heat map (and its legend) out of every view showing it; returns how many."""
-    views = [
-        c
-        for c in _composite_nodes(heat_map_node.GetScene())
-        if c.GetForegroundVolumeID() == heat_map_node.GetID()
-    ]
+    views = _views_showing(heat_map_node)
     for composite in views:
         composite.SetForegroundVolumeID(None)
     add_color_legend(heat_map_node).SetVisibility(False)
