@@ -225,9 +225,9 @@ class AutoCTVWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUI)
 
     def onSceneStartClose(self, caller, event) -> None:
-        self.logic.cleanup()
-        self._job = None
-        self._pollTimer.stop()
+        self.logic.cleanup()  # ends a running job and deletes its temporary copy of the CT
+        if self._job is not None:
+            self._stopPolling()
         self._preview = None
         self._shownHeatMap = None
         self.setParameterNode(None)
