@@ -7,10 +7,11 @@ import logging
 import torch
 
 from AutoCTVLib.errors import DeviceError
+from AutoCTVLib.options import DEVICE_CHOICES
 
 logger = logging.getLogger(__name__)
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+__all__ = ["DEVICE_CHOICES", "mps_available", "select_device"]
 
 
 def mps_available() -> bool:

@@ -1,7 +1,8 @@
 """Child-process jobs: JSON progress, log lines, errors, and cancelling a whole process tree.
 
-Every test runs real Python child processes (small inline scripts, and the real ``autoctv``
-entry point); nothing is mocked.
+The tests run real Python child processes (small inline scripts, and the real ``autoctv``
+entry point). Two cannot: the Windows start options are checked with a fake ``Popen`` (this
+machine is not Windows), and the PythonSlicer lookup with a fake ``slicer`` application.
 """
 
 from __future__ import annotations
@@ -12,19 +13,20 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from mrml_support import SLICER_MODULE_DIR  # also puts the Slicer module folder on sys.path
 
 from AutoCTVLib import __version__
-from AutoCTVSlicerLib.child_process import (
+from AutoCTVLib.cli.child import (
     ChildJob,
     autoctv_command,
     child_environment,
     error_message_from_stderr,
     parse_progress_line,
-    python_executable,
 )
+from AutoCTVSlicerLib.logic import slicer_python
 
 REPO_ROOT = SLICER_MODULE_DIR.parent
 posix_only = pytest.mark.skipif(os.name == "nt", reason="process groups and /proc are POSIX")
@@ -318,7 +320,7 @@ def test_child_environment_and_interpreter() -> None:
     assert environment["PYTHONUNBUFFERED"] == "1"
     assert "PYTHONPATH" not in child_environment([], base={})
     # Outside the Slicer application the interpreter running the tests is used.
-    assert python_executable() == sys.executable
+    assert slicer_python() == sys.executable
     assert autoctv_command(["predict", "ct.nrrd"], python="py") == [
         "py",
         "-m",
@@ -326,3 +328,56 @@ def test_child_environment_and_interpreter() -> None:
         "predict",
         "ct.nrrd",
     ]
+
+
+class _FakePopen:
+    """Stands in for ``subprocess.Popen``: records its options, 'runs' a child that prints one
+    progress line and exits with 0 (no process is started)."""
+
+    calls: ClassVar[list[dict]] = []
+
+    def __init__(self, command, **options):
+        import io
+
+        _FakePopen.calls.append({"command": list(command), **options})
+        self.pid = 4242
+        self.stdout = io.StringIO('{"stage": "read", "fraction": 1.0, "message": "ok"}\n')
+        self.stderr = io.StringIO("")
+
+    def wait(self, timeout=None):
+        return 0
+
+
+def test_windows_child_gets_its_own_group_and_no_console(monkeypatch) -> None:
+    from AutoCTVLib.cli import child
+
+    monkeypatch.setattr(child, "_IS_WINDOWS", True)
+    monkeypatch.setattr(child.subprocess, "Popen", _FakePopen)
+    _FakePopen.calls.clear()
+    progress = []
+    job = ChildJob(["fake-python", "-c", "pass"], on_progress=lambda *e: progress.append(e))
+    job.start()
+    assert job.wait(timeout_s=10) == 0
+    (call,) = _FakePopen.calls
+    assert call["creationflags"] == 0x00000200 | 0x08000000  # new group, no console window
+    assert "start_new_session" not in call
+    assert progress == [("read", 1.0, "ok")]
+
+
+def test_inside_slicer_a_missing_pythonslicer_is_a_clear_error(monkeypatch, tmp_path) -> None:
+    import types
+
+    from AutoCTVLib.errors import AutoCTVError
+    from AutoCTVSlicerLib import logic
+
+    fake_slicer = types.SimpleNamespace(app=object())  # what the Slicer application has
+    monkeypatch.setitem(sys.modules, "slicer", fake_slicer)
+    monkeypatch.setattr(logic.shutil, "which", lambda name: None)
+    monkeypatch.setattr(logic.sys, "executable", str(tmp_path / "Slicer"))
+    with pytest.raises(AutoCTVError, match=r"PythonSlicer.*was not found"):
+        slicer_python()
+    beside = tmp_path / "PythonSlicer"
+    beside.write_text("")
+    assert slicer_python() == str(beside)  # found beside Slicer's executable
+    monkeypatch.setattr(logic.shutil, "which", lambda name: "/slicer/bin/PythonSlicer")
+    assert slicer_python() == "/slicer/bin/PythonSlicer"

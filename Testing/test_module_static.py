@@ -259,19 +259,71 @@ def test_slicer_lib_imports_no_gui_and_loads_without_torch():
                 top = name.split(".")[0]
                 assert top not in {"qt", "ctk", "PythonQt"}, f"{path.name} imports {name}"
                 assert "ScriptedLoadableModule" not in name, f"{path.name} imports {name}"
-    # The module must load (and show its panel) before PyTorch is installed.
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import AutoCTVSlicerLib.logic, "
-        "AutoCTVSlicerLib.dependencies; print('torch' in sys.modules)"
-    )
-    output = subprocess.run(
-        [sys.executable, "-c", code, str(SLICER_MODULE_DIR)],
+    # The glue has no camelCase wrappers: every function and method is snake_case.
+    for path in sorted((SLICER_MODULE_DIR / "AutoCTVSlicerLib").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef):
+                assert node.name == node.name.lower(), f"{path.name}: {node.name}"
+
+
+def test_panel_load_and_completion_segment_choice_need_no_torch():
+    """With torch blocked (``sys.modules['torch'] = None``), a fresh interpreter loads the glue,
+    describes the bundled model, checks the panel's settings and describes a drawn segment:
+    what the panel does before PyTorch is installed."""
+    code = """
+import sys
+sys.modules["torch"] = None
+sys.path[:0] = sys.argv[1:]
+import numpy as np
+from mrml_support import new_scene
+import AutoCTVSlicerLib.dependencies, AutoCTVSlicerLib.dicom_export, AutoCTVSlicerLib.self_test
+from AutoCTVLib.options import COMPLETION_METHODS, DEVICE_CHOICES
+from AutoCTVLib.volume import Geometry, Volume
+from AutoCTVSlicerLib.logic import AutoContourSettings, AutoCTVCoreLogic, model_summary
+from AutoCTVSlicerLib.segmentation_nodes import add_segmentation_node
+from AutoCTVSlicerLib.volume_nodes import add_volume_node
+scene = new_scene()
+ct = Volume(np.zeros((6, 8, 8), np.float32), Geometry((6, 8, 8), (1.0, 1.0, 2.0), (0, 0, 0)))
+ct_node = add_volume_node(ct, "CT", scene)
+drawn = np.zeros((6, 8, 8), np.uint8)
+drawn[[1, 4], 2:6, 2:6] = 1
+node = add_segmentation_node(drawn, ct_node)
+segment = node.GetSegmentation().GetNthSegmentID(0)
+print(AutoCTVCoreLogic().drawn_slices(ct_node, node, segment))
+print(model_summary(None).split(";")[0])
+print([AutoContourSettings(device=d).device for d in DEVICE_CHOICES], COMPLETION_METHODS)
+print(sys.modules["torch"])
+"""
+    completed = subprocess.run(
+        [sys.executable, "-c", code, str(SLICER_MODULE_DIR), str(Path(__file__).parent)],
         capture_output=True,
         text=True,
-        check=True,
-        timeout=120,
-    ).stdout.split()
-    assert output[-1] == "False"
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.splitlines()
+    assert lines[0] == "2 axial (z) slices: 1, 4"
+    assert lines[1].startswith("ctv_pelvis_phantom ")
+    assert lines[2] == "['auto', 'cpu', 'cuda', 'mps'] ('learned', 'finetune', 'interpolate')"
+    assert lines[3] == "None"  # still blocked: nothing imported it
+
+
+def test_panel_options_come_from_the_library(module_tree):
+    """Panel and logic agree by construction: no option tuple of their own in AutoCTV.py."""
+    annotations = _parameter_annotations(module_tree)
+    assert annotations["device"] == "Annotated[str, Choice(list(DEVICE_CHOICES))]"
+    assert annotations["completionMethod"] == "Annotated[str, Choice(list(COMPLETION_METHODS))]"
+    text = MODULE_FILE.read_text(encoding="utf-8")
+    assert "from AutoCTVLib.options import" in text
+    assert not re.search(r"^(DEVICE|COMPLETION)_\w+\s*=", text, re.M)
+    # The heat-map selector offers AutoCTV heat maps only; the review list follows the keys.
+    assert "uncertaintyVolumeSelector.addAttribute(" in text
+    assert '"currentItemChanged(QListWidgetItem*,QListWidgetItem*)"' in text
+    # Reload, exit and scene close end a running job and delete its temporary folder.
+    classes = _classes(module_tree)
+    widget = {f.name: f for f in classes["AutoCTVWidget"].body if isinstance(f, ast.FunctionDef)}
+    for method in ("cleanup", "onSceneStartClose"):
+        assert "self.logic.cleanup()" in ast.unparse(widget[method])
 
 
 # --------------------------------------------------------------------------- CMake
@@ -382,3 +434,35 @@ def test_catalog_entry_follows_the_schema():
 def test_licence_is_mit():
     text = (REPO / "LICENSE").read_text(encoding="utf-8")
     assert "MIT License" in text and "Permission is hereby granted" in text
+
+
+def test_screenshot_exists_and_every_description_points_to_it():
+    cmake = dict(re.findall(r'set\((EXTENSION_\w+)\s+"([^"]*)"\)', TOP_CMAKE.read_text("utf-8")))
+    url = cmake["EXTENSION_SCREENSHOTURLS"]
+    assert _s4ext()["screenshoturls"] == url
+    prefix = "https://raw.githubusercontent.com/autoctv/SlicerAutoCTV/main/"
+    assert url.startswith(prefix)
+    screenshot = REPO / url.removeprefix(prefix)
+    data = screenshot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < 300_000
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert f"]({screenshot.relative_to(REPO).as_posix()})" in readme
+    assert "not a screenshot of the Slicer application" in readme  # honestly captioned
+
+
+def test_minimum_slicer_version_agrees_everywhere():
+    text = MODULE_FILE.read_text(encoding="utf-8")
+    minimum = re.search(r'^MINIMUM_SLICER = "([\d.]+)"', text, re.M).group(1)
+    assert minimum == "5.8"
+    phrase = f"Slicer {minimum} or newer"
+    assert "MINIMUM_SLICER} or newer" in text  # the help text
+    cmake = dict(re.findall(r'set\((EXTENSION_\w+)\s+"([^"]*)"\)', TOP_CMAKE.read_text("utf-8")))
+    for where, content in (
+        ("CMakeLists.txt", cmake["EXTENSION_DESCRIPTION"]),
+        ("AutoCTV.s4ext", _s4ext()["description"]),
+        ("README.md", (REPO / "README.md").read_text(encoding="utf-8")),
+        ("docs/slicer.md", (REPO / "docs" / "slicer.md").read_text(encoding="utf-8")),
+    ):
+        assert phrase in content.replace("**", ""), f"{where} does not say '{phrase}'"
+        for other in ("5.6", "5.7"):
+            assert f"Slicer {other} or newer" not in content

@@ -15,7 +15,7 @@ from mrml_support import new_scene, scene_node_ids
 from AutoCTVLib import terminology as ctv_codes
 from AutoCTVLib.io.seg_nrrd import CTV_TERMINOLOGY
 from AutoCTVLib.volume import Volume
-from AutoCTVSlicerLib.map_nodes import HEAT_COLOR_NODE_NAME, add_float_map_node
+from AutoCTVSlicerLib.heat_map import add_heat_map_node
 from AutoCTVSlicerLib.provenance import (
     ATTRIBUTE_PREFIX,
     Provenance,
@@ -197,23 +197,22 @@ def test_uncertainty_map_lies_on_the_ct_grid_with_a_heat_colour_map() -> None:
     scene = new_scene()
     ct_node = _ct_node(scene)
     entropy = np.random.default_rng(5).uniform(0.0, 0.69, SHAPE_ZYX)
-    map_node = add_float_map_node(entropy, ct_node, "CT entropy")
+    map_node = add_heat_map_node(entropy, ct_node, "CT entropy")
 
     np.testing.assert_allclose(node_ijk_to_ras(map_node), node_ijk_to_ras(ct_node), atol=0)
     np.testing.assert_allclose(slicer.util.arrayFromVolume(map_node), entropy.astype(np.float32))
     display_node = map_node.GetDisplayNode()
     color_node = display_node.GetColorNode()
-    assert color_node.GetName() == HEAT_COLOR_NODE_NAME
+    assert color_node.GetName() == "AutoCTV heat"
     assert not display_node.GetAutoWindowLevel()
-    assert display_node.GetWindowLevelMin() == pytest.approx(entropy.min(), abs=1e-6)
-    assert display_node.GetWindowLevelMax() == pytest.approx(entropy.max(), abs=1e-6)
-
-    # A second map reuses the colour node; a fixed value range is honoured.
-    probability_node = add_float_map_node(
-        np.full(SHAPE_ZYX, 0.5), ct_node, "CT probability", value_range=(0.0, 1.0)
-    )
-    assert probability_node.GetDisplayNode().GetColorNode() is color_node
-    assert probability_node.GetDisplayNode().GetWindowLevelMax() == pytest.approx(1.0)
+    # The colours span the whole entropy range (bits), whatever this map's own range.
+    assert display_node.GetWindowLevelMin() == pytest.approx(0.0)
+    assert display_node.GetWindowLevelMax() == pytest.approx(1.0)
+    # A second map reuses the colour node.
+    second = add_heat_map_node(np.full(SHAPE_ZYX, 0.5), ct_node, "CT entropy 2")
+    assert second.GetDisplayNode().GetColorNode() is color_node
+    with pytest.raises(ValueError, match="shape"):
+        add_heat_map_node(np.zeros((2, 2, 2)), ct_node, "wrong")
 
 
 def test_slicer_colour_table_is_preferred_when_loaded() -> None:
@@ -225,7 +224,7 @@ def test_slicer_colour_table_is_preferred_when_loaded() -> None:
     inferno.SetSingletonTag("FileInferno.txt")  # as Slicer's colour logic loads Inferno.txt
     scene.AddNode(inferno)
     assert scene.GetNodeByID("vtkMRMLColorTableNodeFileInferno.txt") is inferno
-    map_node = add_float_map_node(np.zeros(SHAPE_ZYX), ct_node, "CT entropy")
+    map_node = add_heat_map_node(np.zeros(SHAPE_ZYX), ct_node, "CT entropy")
     assert map_node.GetDisplayNode().GetColorNodeID() == "vtkMRMLColorTableNodeFileInferno.txt"
 
 
@@ -238,7 +237,7 @@ def test_results_are_placed_in_the_study_of_the_ct() -> None:
     hierarchy.CreateItem(study, ct_node)
 
     segmentation_node = add_segmentation_node(_asymmetric_labelmap(), ct_node)
-    map_node = add_float_map_node(np.zeros(SHAPE_ZYX), ct_node, "CT entropy")
+    map_node = add_heat_map_node(np.zeros(SHAPE_ZYX), ct_node, "CT entropy")
     for node in (segmentation_node, map_node):
         item = hierarchy.GetItemByDataNode(node)
         assert item != hierarchy.GetInvalidItemID()
@@ -260,7 +259,7 @@ def test_results_observe_the_parent_transform_of_the_ct() -> None:
     transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "Couch")
     ct_node.SetAndObserveTransformNodeID(transform.GetID())
     segmentation_node = add_segmentation_node(_asymmetric_labelmap(), ct_node)
-    map_node = add_float_map_node(np.zeros(SHAPE_ZYX), ct_node, "CT entropy")
+    map_node = add_heat_map_node(np.zeros(SHAPE_ZYX), ct_node, "CT entropy")
     assert segmentation_node.GetTransformNodeID() == transform.GetID()
     assert map_node.GetTransformNodeID() == transform.GetID()
 
@@ -289,7 +288,7 @@ def test_provenance_round_trips_on_segmentation_and_map_nodes() -> None:
     ct_node = _ct_node(scene)
     identity = input_identity(ct_node)
     segmentation_node = add_segmentation_node(_asymmetric_labelmap(), ct_node)
-    map_node = add_float_map_node(np.zeros(SHAPE_ZYX), ct_node, "CT entropy")
+    map_node = add_heat_map_node(np.zeros(SHAPE_ZYX), ct_node, "CT entropy")
     provenance = _provenance(identity)
     for node in (segmentation_node, map_node):
         assert read_provenance(node) is None
@@ -325,7 +324,7 @@ def test_provenance_is_saved_with_the_scene(tmp_path) -> None:
 def test_rewriting_provenance_replaces_it_and_bad_values_are_refused() -> None:
     scene = new_scene()
     ct_node = _ct_node(scene)
-    node = add_float_map_node(np.zeros(SHAPE_ZYX), ct_node, "CT entropy")
+    node = add_heat_map_node(np.zeros(SHAPE_ZYX), ct_node, "CT entropy")
     write_provenance(node, _provenance({"kind": "scene"}))
     newer = _provenance({"kind": "file", "file_path": "ct.nrrd"})
     write_provenance(node, newer)

@@ -1,4 +1,5 @@
-"""Dependency planning for the Slicer module: what is missing, what pip gets, what is refused.
+"""Dependencies of the Slicer module: what is missing, what pip gets, and never installing in
+testing mode.
 
 The planning needs no Slicer: installed versions come from a dictionary, and the user's answer,
 pip and the PyTorch installer are plain callables that record what they were asked to do.
@@ -14,7 +15,7 @@ from mrml_support import SLICER_MODULE_DIR  # noqa: F401  (puts AutoCTVSlicerLib
 from AutoCTVLib.errors import AutoCTVError
 from AutoCTVSlicerLib.dependencies import (
     FEATURE_REQUIREMENTS,
-    PROTECTED_DISTRIBUTIONS,
+    SLICER_PROVIDED,
     TORCH,
     MissingDependencyError,
     Requirement,
@@ -22,9 +23,8 @@ from AutoCTVSlicerLib.dependencies import (
     constraints_text,
     ensure_dependencies,
     installed_version,
-    pip_arguments,
-    plan_for,
-    requirements_for,
+    missing_for,
+    pinned_versions,
     version_at_least,
     version_tuple,
 )
@@ -79,154 +79,116 @@ class FakeInstallation:
 def test_version_parsing_and_comparison():
     assert version_tuple("2.4.1+cpu") == (2, 4, 1)
     assert version_tuple("3.0.0rc1") == (3, 0, 0)
-    assert version_tuple("garbage") == ()
-    assert version_at_least("3.0.2", "3.0")
-    assert version_at_least("2.13.0", "2.2")  # numeric, not string, comparison
-    assert not version_at_least("2.4.4", "3.0")
-    assert not version_at_least("0.3.9", "0.4")
+    assert version_at_least("2.4.4", "2.4") and version_at_least("3", "2.9.9")
+    assert not version_at_least("0.21.1", "0.22")
     assert version_at_least("0", "")
 
 
-def test_requirements_for_merges_features_and_rejects_unknown():
-    names = [r.distribution for r in requirements_for(["auto_contour", "auto_contour"])]
-    assert names == ["torch", "safetensors"]
+def test_only_torch_safetensors_and_highdicom_are_ever_needed():
+    """Interpolation uses Slicer's vtkITK and RTSTRUCT export Slicer's pydicom: nothing else."""
+    names = {r.distribution for needs in FEATURE_REQUIREMENTS.values() for r in needs}
+    assert names == {"torch", "safetensors", "highdicom"}
+    assert not names & {name.lower() for name in SLICER_PROVIDED}
     with pytest.raises(ValueError, match="unknown feature"):
-        requirements_for(["teleport"])
+        missing_for(["interpolation"])
 
 
-def test_plan_lists_missing_packages_and_torch_separately():
-    plan = plan_for(["auto_contour", "interpolation"], lambda r: SLICER_58.get(r.distribution))
-    assert plan.torch_needed
-    assert [r.pip_spec for r in plan.to_install] == [
-        "safetensors>=0.4",
-        "itk-morphologicalcontourinterpolation>=1.1",
-    ]
-    assert not plan.blocked
-    assert plan.pinned["numpy"] == "1.26.4" and plan.pinned["pydicom"] == "2.4.4"
-    assert not plan.satisfied
+def test_missing_and_too_old_packages_are_found():
+    fake = FakeInstallation({**SLICER_58, "safetensors": "0.3"})
+    missing = missing_for(["auto_contour", "dicom_seg_export"], fake.version_of)
+    assert [r.distribution for r in missing] == ["torch", "safetensors", "highdicom"]
+    fake.versions.update(torch="2.5.1", safetensors="0.4.5", highdicom="0.23.1")
+    assert missing_for(["auto_contour", "dicom_seg_export"], fake.version_of) == []
 
 
-def test_plan_is_satisfied_when_everything_is_there():
-    versions = {**SLICER_58, "torch": "2.5.0", "safetensors": "0.4.5"}
-    assert plan_for(["auto_contour"], lambda r: versions.get(r.distribution)).satisfied
-
-
-def test_too_old_package_is_reinstalled_but_slicer_packages_are_blocked():
-    versions = {**SLICER_58, "torch": "1.13.1", "safetensors": "0.3.1", "highdicom": "0.22.0"}
-    plan = plan_for(["auto_contour", "dicom_seg_export"], lambda r: versions.get(r.distribution))
-    assert plan.torch_needed  # too old
-    assert [r.distribution for r in plan.to_install] == ["safetensors"]
-    # pydicom 2.4.4 is Slicer's own: never replaced, reported instead.
-    assert len(plan.blocked) == 1
-    assert "pydicom>=3.0" in plan.blocked[0] and "2.4.4" in plan.blocked[0]
-    assert "SlicerRT" in plan.blocked[0]
-
-
-def test_pip_arguments_use_constraints_and_refuse_slicer_packages():
-    arguments = pip_arguments(list(FEATURE_REQUIREMENTS["interpolation"]), "/tmp/c d.txt")
-    assert arguments == [
-        "--constraint",
-        "/tmp/c d.txt",
-        "itk-morphologicalcontourinterpolation>=1.1",
-    ]
-    for name in ("numpy", "SimpleITK", "vtk"):
-        assert name.lower() in PROTECTED_DISTRIBUTIONS
-        with pytest.raises(ValueError, match="Slicer ships"):
-            pip_arguments([Requirement(name, name, "99")], None)
-
-
-def test_constraints_pin_installed_versions():
-    assert constraints_text({"numpy": "1.26.4", "SimpleITK": "2.4.0"}) == (
-        "SimpleITK==2.4.0\nnumpy==1.26.4\n"
-    )
-
-
-def test_confirmation_text_names_every_package():
-    plan = plan_for(["auto_contour"], lambda r: SLICER_58.get(r.distribution))
-    text = confirmation_text(plan)
-    assert "torch>=2.2" in text and "PyTorch extension" in text
-    assert "safetensors>=0.4" in text
-    assert "Install now?" in text
-
-
-def test_ensure_installs_after_consent_with_pinned_slicer_packages(tmp_path):
-    installation = FakeInstallation(SLICER_58, pip_provides={"safetensors": "0.4.5"})
-    plan = ensure_dependencies(
+def test_install_after_consent_keeps_slicers_packages_pinned():
+    fake = FakeInstallation(dict(SLICER_58), pip_provides={"safetensors": "0.4.5"})
+    installed = ensure_dependencies(
         ["auto_contour"],
-        confirm=installation.answer(True),
-        pip_install=installation.pip_install,
-        install_torch=installation.install_torch,
-        version_of=installation.version_of,
-        constraints_dir=str(tmp_path),
+        confirm=fake.answer(True),
+        pip_install=fake.pip_install,
+        install_torch=fake.install_torch,
+        version_of=fake.version_of,
     )
-    assert plan.torch_needed and installation.torch_calls == 1
-    assert len(installation.questions) == 1
-    assert installation.pip_calls[0][-1] == "safetensors>=0.4"
-    pinned = installation.constraints_seen[0].splitlines()
+    assert [r.distribution for r in installed] == ["torch", "safetensors"]
+    assert fake.torch_calls == 1  # torch through the PyTorch extension, not pip
+    (call,) = fake.pip_calls
+    assert call[0] == "--constraint" and call[2:] == ["safetensors>=0.4"]
+    assert fake.constraints_seen == [constraints_text(SLICER_58)]
+    assert "pydicom==2.4.4\n" in fake.constraints_seen[0]
+    assert "torch>=2.2" in fake.questions[0] and "safetensors>=0.4" in fake.questions[0]
+
+
+def test_nothing_is_installed_when_declined_or_in_testing_mode():
+    for confirm in (FakeInstallation({}).answer(False), None):
+        fake = FakeInstallation(dict(SLICER_58))
+        with pytest.raises(MissingDependencyError, match=r"torch>=2\.2"):
+            ensure_dependencies(
+                ["auto_contour"],
+                confirm=confirm,
+                pip_install=fake.pip_install,
+                install_torch=fake.install_torch,
+                version_of=fake.version_of,
+            )
+        assert fake.pip_calls == [] and fake.torch_calls == 0
+    assert issubclass(MissingDependencyError, AutoCTVError)
+
+
+def test_satisfied_features_ask_nothing():
+    fake = FakeInstallation({**SLICER_58, "torch": "2.5.1", "safetensors": "0.4.5"})
     assert (
-        "numpy==1.26.4" in pinned and "SimpleITK==2.4.0" in pinned and "vtk==9.3.20240617" in pinned
-    )
-    assert list(tmp_path.iterdir()) == []  # the constraints file is removed again
-    assert plan_for(["auto_contour"], installation.version_of).satisfied
-
-
-def test_ensure_does_nothing_when_satisfied():
-    installation = FakeInstallation({**SLICER_58, "torch": "2.4.0", "safetensors": "0.4.5"})
-    plan = ensure_dependencies(
-        ["auto_contour"],
-        confirm=installation.answer(True),
-        pip_install=installation.pip_install,
-        install_torch=installation.install_torch,
-        version_of=installation.version_of,
-    )
-    assert plan.satisfied
-    assert installation.questions == [] and installation.pip_calls == []
-
-
-def test_declining_installs_nothing_and_raises_a_plain_error():
-    installation = FakeInstallation(SLICER_58, pip_provides={"safetensors": "0.4.5"})
-    with pytest.raises(MissingDependencyError, match="nothing was installed") as caught:
         ensure_dependencies(
             ["auto_contour"],
-            confirm=installation.answer(False),
-            pip_install=installation.pip_install,
-            install_torch=installation.install_torch,
-            version_of=installation.version_of,
+            confirm=fake.answer(False),
+            pip_install=fake.pip_install,
+            install_torch=fake.install_torch,
+            version_of=fake.version_of,
         )
-    assert isinstance(caught.value, AutoCTVError)
-    assert installation.pip_calls == [] and installation.torch_calls == 0
-    assert "\n" not in str(caught.value)
-
-
-def test_blocked_feature_raises_before_asking():
-    installation = FakeInstallation({**SLICER_58, "highdicom": "0.25.0"})
-    with pytest.raises(MissingDependencyError, match="pydicom"):
-        ensure_dependencies(
-            ["dicom_seg_export"],
-            confirm=installation.answer(True),
-            pip_install=installation.pip_install,
-            install_torch=installation.install_torch,
-            version_of=installation.version_of,
-        )
-    assert installation.questions == [] and installation.pip_calls == []
+        == []
+    )
+    assert fake.questions == [] and fake.pip_calls == []
 
 
 def test_failed_installation_is_reported():
-    installation = FakeInstallation({**SLICER_58, "torch": "2.4.0"}, pip_provides={})
+    fake = FakeInstallation({**SLICER_58, "torch": "2.5.1"}, pip_provides={})
     with pytest.raises(MissingDependencyError, match=r"did not provide safetensors>=0\.4"):
         ensure_dependencies(
             ["auto_contour"],
-            confirm=installation.answer(True),
-            pip_install=installation.pip_install,
-            install_torch=installation.install_torch,
-            version_of=installation.version_of,
+            confirm=fake.answer(True),
+            pip_install=fake.pip_install,
+            install_torch=fake.install_torch,
+            version_of=fake.version_of,
         )
 
 
-def test_installed_version_reads_real_metadata():
-    version = installed_version(Requirement("numpy", "numpy"))
-    import numpy
+def test_confirmation_text_and_pins():
+    text = confirmation_text([TORCH])
+    assert "torch>=2.2" in text and "PyTorch extension" in text and text.endswith("Install now?")
+    fake = FakeInstallation(dict(SLICER_58))
+    assert pinned_versions(fake.version_of) == SLICER_58
 
-    assert version == numpy.__version__
-    assert installed_version(Requirement("no-such-dist-autoctv", "no_such_module_autoctv")) is None
-    assert installed_version(TORCH) is not None  # the test environment has torch
+
+def test_installed_version_reads_real_metadata():
+    assert installed_version(Requirement("pytest", "pytest")) is not None
+    assert installed_version(Requirement("surely-not-installed-xyz", "surely_not_xyz")) is None
+
+
+def test_ensure_in_slicer_never_installs_in_testing_mode(monkeypatch):
+    import sys
+    import types
+
+    from AutoCTVSlicerLib import dependencies
+
+    asked = []
+    fake_slicer = types.SimpleNamespace(
+        app=types.SimpleNamespace(testingEnabled=lambda: True),
+        util=types.SimpleNamespace(
+            confirmOkCancelDisplay=lambda *a: asked.append(a) or True,
+            pip_install=lambda *a: asked.append(a),
+        ),
+    )
+    monkeypatch.setitem(sys.modules, "slicer", fake_slicer)
+    monkeypatch.setattr(dependencies, "installed_version", lambda requirement: None)
+    with pytest.raises(MissingDependencyError, match="not installed in this Slicer"):
+        dependencies.ensure_in_slicer(["auto_contour"])
+    assert asked == []

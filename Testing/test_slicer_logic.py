@@ -22,6 +22,7 @@ from conftest import make_geometry
 from mrml_support import new_scene, scene_node_ids
 
 from AutoCTVLib import terminology as ctv_codes
+from AutoCTVLib.cli.jobs import PredictionOutputs
 from AutoCTVLib.errors import AutoCTVError, ModelFileError, OutputError, ReferenceMismatchError
 from AutoCTVLib.io.ct_reader import read_ct
 from AutoCTVLib.io.dicom_ct_write import write_ct_series
@@ -31,12 +32,12 @@ from AutoCTVLib.models import SYNTHETIC_DISCLAIMER, ModelCard, ctv_label, save_m
 from AutoCTVLib.nn import build_network, thesis_config
 from AutoCTVLib.volume import Volume
 from AutoCTVSlicerLib import dicom_export
-from AutoCTVSlicerLib.jobs import PredictionOutputs
+from AutoCTVSlicerLib import heat_map as heat_map_module
 from AutoCTVSlicerLib.logic import (
-    BUNDLED_MODEL_STEM,
     AutoContourSettings,
     AutoCTVCoreLogic,
-    find_bundled_model,
+    model_summary,
+    resolve_model,
 )
 from AutoCTVSlicerLib.provenance import read_provenance
 from AutoCTVSlicerLib.segmentation_nodes import (
@@ -131,13 +132,17 @@ def tiny_model(tmp_path_factory) -> Path:
 def _outputs(label: np.ndarray, with_uncertainty: bool = True) -> PredictionOutputs:
     rng = np.random.default_rng(7)
     entropy = rng.uniform(0, 1, label.shape).astype(np.float32) if with_uncertainty else None
-    report = {"uncertainty": {"case_score": 0.25, "slices_to_review": [6, 2]}}
+    scores = [float(k) * 10.0 for k in range(label.shape[0])]
+    report = {
+        "uncertainty": {
+            "case_score": 0.25,
+            "slices_to_review": [6, 2],
+            "per_slice_score": scores,
+            "per_slice_score_unit": "bits·mm²",
+        }
+    }
     return PredictionOutputs(
-        label_zyx=label,
-        probability_zyx=label.astype(np.float32),
-        entropy_zyx=entropy,
-        mutual_information_zyx=entropy,
-        report=report if with_uncertainty else {},
+        label_zyx=label, entropy_zyx=entropy, report=report if with_uncertainty else {}
     )
 
 
@@ -158,42 +163,42 @@ def _hierarchy_parent(node) -> str:
 
 
 def test_settings_are_validated():
+    from AutoCTVLib.options import DEVICE_CHOICES
+
     assert AutoContourSettings(device="CPU").device == "cpu"
     assert AutoContourSettings(device="cuda:1").device == "cuda:1"
+    assert AutoContourSettings(model_path="").model_path is None  # the panel's empty path
+    for device in DEVICE_CHOICES:  # every choice the panel offers is accepted
+        assert AutoContourSettings(device=device).device == device
     with pytest.raises(ValueError, match="device"):
         AutoContourSettings(device="tpu")
     with pytest.raises(ValueError, match="mc_samples"):
         AutoContourSettings(mc_samples=1)
 
 
-def test_bundled_model_lookup_and_model_cards(tmp_path, tiny_model):
-    from AutoCTVLib.models.bundled import BUNDLED_MODEL_STEM as LIBRARY_STEM
+def test_model_cards_are_read_without_loading_the_model(tmp_path, tiny_model):
+    from AutoCTVLib.models.bundled import find_bundled_model
 
-    assert BUNDLED_MODEL_STEM == LIBRARY_STEM
-    empty, models = tmp_path / "empty", tmp_path / "models"
-    empty.mkdir()
-    models.mkdir()
-    (models / f"{BUNDLED_MODEL_STEM}.json").write_bytes(tiny_model.read_bytes())  # no weights
-    with pytest.raises(ModelFileError, match="not installed"):
-        find_bundled_model([empty, models])
-    for suffix in (".json", ".safetensors"):
-        target = models / f"{BUNDLED_MODEL_STEM}{suffix}"
-        target.write_bytes(tiny_model.with_suffix(suffix).read_bytes())
-    assert find_bundled_model([empty, models]) == models / f"{BUNDLED_MODEL_STEM}.json"
+    card_path, card = resolve_model(None)
+    assert card_path == find_bundled_model().with_suffix(".json")
+    assert card.input_channels == ("ct",)
     for given in (tiny_model, tiny_model.with_suffix(".safetensors"), tiny_model.with_suffix("")):
-        assert AutoCTVCoreLogic.resolve_model(given) == tiny_model
-    summary = AutoCTVCoreLogic.model_summary(tiny_model)
+        assert resolve_model(given)[0] == tiny_model
+    summary = model_summary(tiny_model)
     assert "ctv-tiny-test 0.0.1" in summary and "6×6×8 mm" in summary
     assert "not for clinical use" in summary
     # A completion model (CT + drawing inputs) is not a contouring model.
     card = json.loads(tiny_model.read_text())
     card["input_channels"] = ["ct", "sparse_label", "annotated_mask", "interpolation"]
-    (models / "completion.json").write_text(json.dumps(card))
-    (models / "completion.safetensors").write_bytes(b"")
+    (tmp_path / "completion.json").write_text(json.dumps(card))
+    (tmp_path / "completion.safetensors").write_bytes(b"")
     with pytest.raises(ModelFileError, match="not a CTV contouring model"):
-        AutoCTVCoreLogic.resolve_model(models / "completion.json")
+        resolve_model(tmp_path / "completion.json")
+    (tmp_path / "no_weights.json").write_bytes(tiny_model.read_bytes())
+    with pytest.raises(ModelFileError, match=r"weights .* not found"):
+        resolve_model(tmp_path / "no_weights.json")
     with pytest.raises(ModelFileError, match="not found"):
-        AutoCTVCoreLogic.resolve_model(tmp_path / "missing.json")
+        resolve_model(tmp_path / "missing.json")
 
 
 # --------------------------------------------------------------------------- result nodes
@@ -233,8 +238,8 @@ def test_prediction_becomes_a_named_coloured_coded_segment_on_the_ct_grid(
     assert read_provenance(heat_map).result_kind == "entropy"
     assert result.case_score == pytest.approx(0.25)
     assert result.slices_to_review == (6, 2)
-    assert AutoCTVCoreLogic.review_slices_of(heat_map) == [6, 2]
-    assert AutoCTVCoreLogic.case_score_of(heat_map) == pytest.approx(0.25)
+    assert result.undo is None  # a new node: nothing to undo
+    assert heat_map_module.case_score_of(heat_map) == pytest.approx(0.25)
 
 
 def test_existing_segmentation_is_changed_only_when_confirmed(scene, ct_node, tiny_model):
@@ -284,34 +289,125 @@ def test_existing_segmentation_is_changed_only_when_confirmed(scene, ct_node, ti
     )
     assert again.segment_id == result.segment_id and len(segment_ids(existing)) == 2
     assert np.array_equal(labelmap_from_segment(existing, again.segment_id, ct_node), label2)
+    # Each write saved the state before it: undo restores the user's segmentation.
+    again.undo()
+    assert np.array_equal(labelmap_from_segment(existing, again.segment_id, ct_node), label)
+    result.undo()
+    assert segment_ids(existing) == [bladder_id]
+    assert np.array_equal(labelmap_from_segment(existing, bladder_id, ct_node), bladder)
+
+
+def test_segment_editor_takes_the_ct_as_source_volume(scene, ct_node, tiny_model):
+    """The Segment Editor selects a segmentation's reference-image node reference as its source
+    volume (qMRMLSegmentEditorWidget::updateWidgetFromMRML reads the role
+    ``GetReferenceImageGeometryReferenceRole()``): AutoCTV's nodes and a user's node written
+    into by AutoCTV must carry it."""
+    from AutoCTVSlicerLib.segmentation_nodes import reference_volume
+
+    ct = volume_from_node(ct_node, dtype=np.float32)
+    _, label = _phantom_ct()
+    role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
+    result = AutoCTVCoreLogic().apply_prediction(
+        ct_node, ct, _outputs(label), AutoContourSettings(), tiny_model
+    )
+    assert result.segmentation_node.GetNodeReferenceID(role) == ct_node.GetID()
+    # A segmentation made by hand without a source volume gets the CT when AutoCTV writes to it.
+    by_hand = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    by_hand.GetSegmentation().AddEmptySegment("", "Rectum", [0.5, 0.3, 0.2])
+    assert reference_volume(by_hand) is None
+    AutoCTVCoreLogic().apply_prediction(
+        ct_node,
+        ct,
+        _outputs(label, False),
+        AutoContourSettings(),
+        tiny_model,
+        output_segmentation=by_hand,
+    )
+    assert by_hand.GetNodeReferenceID(role) == ct_node.GetID()
+    # The Segment Editor's parameter node accepts it as source volume.
+    editor = scene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
+    editor.SetAndObserveSegmentationNode(by_hand)
+    editor.SetAndObserveSourceVolumeNode(reference_volume(by_hand))
+    assert editor.GetSourceVolumeNode() is ct_node
 
 
 # --------------------------------------------------------------------------- review
 
 
-def test_heat_map_overlay_opacity_and_hiding(scene, ct_node, tiny_model):
-    composites = [scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode") for _ in range(3)]
+def _heat_map(ct_node, tiny_model):
     ct = volume_from_node(ct_node, dtype=np.float32)
     _, label = _phantom_ct()
-    heat_map = (
-        AutoCTVCoreLogic()
-        .apply_prediction(
-            ct_node, ct, _outputs(label), AutoContourSettings(mc_samples=4), tiny_model
-        )
-        .uncertainty_node
+    result = AutoCTVCoreLogic().apply_prediction(
+        ct_node, ct, _outputs(label), AutoContourSettings(mc_samples=4), tiny_model
     )
-    assert AutoCTVCoreLogic.show_uncertainty(ct_node, heat_map, opacity=1.7) == 3
+    return result.uncertainty_node
+
+
+def test_heat_map_is_transparent_where_certain_and_has_a_legend(scene, ct_node, tiny_model):
+    heat_map = _heat_map(ct_node, tiny_model)
+    display = heat_map.GetDisplayNode()
+    assert display.GetApplyThreshold() and not display.GetAutoThreshold()
+    assert display.GetLowerThreshold() == pytest.approx(heat_map_module.TRANSPARENT_BELOW_BITS)
+    assert display.GetUpperThreshold() >= 1.0  # everything above stays coloured
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == (0.0, 1.0)
+    legends = [
+        heat_map.GetNthDisplayNode(n)
+        for n in range(heat_map.GetNumberOfDisplayNodes())
+        if heat_map.GetNthDisplayNode(n).IsA("vtkMRMLColorLegendDisplayNode")
+    ]
+    assert len(legends) == 1
+    legend = legends[0]
+    assert legend.GetPrimaryDisplayNode() is display
+    assert legend.GetTitleText() == "Uncertainty (bits)" and legend.GetVisibility()
+    assert heat_map_module.add_color_legend(heat_map) is legend  # made once
+
+
+def test_only_autoctv_heat_maps_count_as_uncertainty_volumes(scene, ct_node, tiny_model):
+    heat_map = _heat_map(ct_node, tiny_model)
+    assert heat_map_module.is_uncertainty_node(heat_map)
+    assert not heat_map_module.is_uncertainty_node(ct_node)
+    assert not heat_map_module.is_uncertainty_node(None)
+    # The panel's selector filters on exactly this attribute and value.
+    assert heat_map.GetAttribute(heat_map_module.KIND_ATTRIBUTE) == heat_map_module.KIND_ENTROPY
+    assert ct_node.GetAttribute(heat_map_module.KIND_ATTRIBUTE) is None
+    with pytest.raises(ValueError, match="only an AutoCTV uncertainty map"):
+        heat_map_module.show_heat_map(ct_node, ct_node)
+    assert heat_map_module.review_entries(ct_node) == []
+
+
+def test_heat_map_overlay_opacity_and_hiding(scene, ct_node, tiny_model):
+    composites = [scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode") for _ in range(3)]
+    heat_map = _heat_map(ct_node, tiny_model)
+    assert heat_map_module.show_heat_map(ct_node, heat_map, opacity=1.7) == 3
     for composite in composites:
         assert composite.GetBackgroundVolumeID() == ct_node.GetID()
         assert composite.GetForegroundVolumeID() == heat_map.GetID()
         assert composite.GetForegroundOpacity() == 1.0  # clipped
     composites[0].SetForegroundVolumeID(ct_node.GetID())  # a view showing something else
-    assert AutoCTVCoreLogic.set_uncertainty_opacity(heat_map, 0.3) == 2
+    assert heat_map_module.set_heat_map_opacity(heat_map, 0.3) == 2
     assert composites[1].GetForegroundOpacity() == pytest.approx(0.3)
     assert composites[0].GetForegroundOpacity() == 1.0
-    assert AutoCTVCoreLogic.hide_uncertainty(heat_map) == 2
+    assert heat_map_module.hide_heat_map(heat_map) == 2
     assert composites[1].GetForegroundVolumeID() is None
     assert composites[0].GetForegroundVolumeID() == ct_node.GetID()
+    assert not heat_map_module.add_color_legend(heat_map).GetVisibility()
+
+
+def test_review_list_gives_slice_position_and_score(scene, ct_node, tiny_model):
+    heat_map = _heat_map(ct_node, tiny_model)
+    entries = heat_map_module.review_entries(heat_map)
+    assert [entry.k for entry in entries] == [6, 2]
+    for entry in entries:
+        expected = node_ijk_to_ras(ct_node) @ [
+            (SHAPE_ZYX[2] - 1) / 2,
+            (SHAPE_ZYX[1] - 1) / 2,
+            entry.k,
+            1,
+        ]
+        assert np.allclose(entry.position_ras_mm, expected[:3])
+        assert entry.score == pytest.approx(entry.k * 10.0)  # the report's per-slice score
+    label = entries[0].label(1)
+    assert label == (f"1. slice 6 (S {entries[0].position_ras_mm[2]:.1f} mm), score 60 bits·mm²")
 
 
 def test_jump_to_slice_centres_the_views_on_that_slice(scene, ct_node):
@@ -322,7 +418,7 @@ def test_jump_to_slice_centres_the_views_on_that_slice(scene, ct_node):
         slice_node.SetOrientation(orientation)
         views.append(slice_node)
     k = 7
-    ras = AutoCTVCoreLogic.jump_to_slice(ct_node, k)
+    ras = heat_map_module.jump_to_slice(ct_node, k)
     # The point is the centre of slice k: IJKToRAS of ((nx-1)/2, (ny-1)/2, k).
     expected = node_ijk_to_ras(ct_node) @ [(SHAPE_ZYX[2] - 1) / 2, (SHAPE_ZYX[1] - 1) / 2, k, 1]
     assert np.allclose(ras, expected[:3])
@@ -330,7 +426,7 @@ def test_jump_to_slice_centres_the_views_on_that_slice(scene, ct_node):
         slice_to_ras = slicer.util.arrayFromVTKMatrix(slice_node.GetSliceToRAS())
         assert np.allclose(slice_to_ras[:3, 3], ras)
     with pytest.raises(IndexError):
-        AutoCTVCoreLogic.jump_to_slice(ct_node, SHAPE_ZYX[0])
+        heat_map_module.jump_to_slice(ct_node, SHAPE_ZYX[0])
 
 
 # --------------------------------------------------------------------------- completion
@@ -357,24 +453,40 @@ def test_drawn_slices_are_recognised(scene, ct_node):
         logic.drawn_labelmap(ct_node, empty, empty.GetSegmentation().GetNthSegmentID(0))
 
 
-def test_completion_preview_apply_and_undo(scene, ct_node):
+def test_completion_preview_apply_and_undo_with_one_saved_state(scene, ct_node):
     node, segment_id, drawn, target = _drawn(scene, ct_node)
-    logic = AutoCTVCoreLogic()
-    preview = logic.add_completion_preview(ct_node, target, node, segment_id, "interpolate")
+    preview = AutoCTVCoreLogic.add_completion_preview(
+        ct_node, target, node, segment_id, "interpolate"
+    )
     assert preview is not node
     assert np.array_equal(labelmap_from_segment(node, segment_id, ct_node), drawn)  # untouched
     preview_id = preview.GetSegmentation().GetNthSegmentID(0)
     assert np.array_equal(labelmap_from_segment(preview, preview_id, ct_node), target)
     assert _hierarchy_parent(preview) == _hierarchy_parent(ct_node)
 
-    history = logic.apply_completion(node, segment_id, target, ct_node, method="interpolate")
+    histories = []
+
+    class Logic(AutoCTVCoreLogic):
+        """Records every saved state (the Segment Editor's undo stack in Slicer)."""
+
+        def save_undo_state(self, segmentation_node):
+            history = slicer.vtkSegmentationHistory()
+            history.SetSegmentation(segmentation_node.GetSegmentation())
+            history.SaveState()
+            histories.append(history)
+            return history.RestorePreviousState
+
+    undo = Logic().apply_completion(node, segment_id, target, ct_node, "interpolate")
+    assert len(histories) == 1 and histories[0].GetNumberOfStates() == 1  # one snapshot
     assert np.array_equal(labelmap_from_segment(node, segment_id, ct_node), target)
     assert node.GetAttribute("AutoCTV.completion_method") == "interpolate"
-    assert history.IsRestorePreviousStateAvailable()
-    history.RestorePreviousState()
+    undo()
     assert np.array_equal(labelmap_from_segment(node, segment_id, ct_node), drawn)
-    logic.remove_node(preview)
-    assert scene.GetNodeByID(preview.GetID()) is None
+    # Without a Segment Editor the logic keeps its own history.
+    undo = AutoCTVCoreLogic().apply_completion(node, segment_id, target, ct_node)
+    assert np.array_equal(labelmap_from_segment(node, segment_id, ct_node), target)
+    undo()
+    assert np.array_equal(labelmap_from_segment(node, segment_id, ct_node), drawn)
 
 
 # --------------------------------------------------------------------------- export
@@ -400,7 +512,7 @@ def test_rtstruct_export_of_a_scene_ct_writes_the_ct_series_too(
     from AutoCTVSlicerLib.segmentation_nodes import set_segment_labelmap
 
     set_segment_labelmap(segmentation, bladder_id, bladder, ct_node)
-    result = AutoCTVCoreLogic.export_rtstruct(segmentation, ct_node, tmp_path)
+    result = dicom_export.export_rtstruct(segmentation, ct_node, tmp_path)
     assert result.ct_series_written
 
     dataset = pydicom.dcmread(result.object_file)
@@ -422,7 +534,7 @@ def test_rtstruct_export_of_a_scene_ct_writes_the_ct_series_too(
     assert np.array_equal(rasterise_roi(structure_set, "CTV", geometry), label.astype(bool))
     assert np.array_equal(rasterise_roi(structure_set, "Bladder", geometry), bladder.astype(bool))
 
-    again = AutoCTVCoreLogic.export_rtstruct(segmentation, ct_node, tmp_path)
+    again = dicom_export.export_rtstruct(segmentation, ct_node, tmp_path)
     assert again.ct_series_instance_uid == result.ct_series_instance_uid
     assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 1  # the CT series is reused
 
@@ -448,7 +560,7 @@ def test_rtstruct_of_a_dicom_ct_references_its_original_series(scene, tmp_path, 
     node, label, identity, files = _dicom_ct_node(scene, tmp_path)
     segmentation = _ctv_segmentation(node, label, tiny_model)
     out = tmp_path / "export"
-    result = AutoCTVCoreLogic.export_rtstruct(segmentation, node, out, file_for_instance=files.get)
+    result = dicom_export.export_rtstruct(segmentation, node, out, file_for_instance=files.get)
     assert not result.ct_series_written and result.files == (result.object_file,)
     assert result.ct_series_instance_uid == identity.series_instance_uid
     structure_set = read_rtstruct(result.object_file)
@@ -465,12 +577,12 @@ def test_export_refuses_a_dicom_ct_that_was_resampled(scene, tmp_path, tiny_mode
     matrix[:3, 3] += 5.0  # moved by 5 mm: no longer where the DICOM images are
     node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(matrix))
     with pytest.raises(ReferenceMismatchError, match="no longer lies on the grid"):
-        AutoCTVCoreLogic.export_rtstruct(
+        dicom_export.export_rtstruct(
             segmentation, node, tmp_path / "out", file_for_instance=files.get
         )
     missing = {uid: "" for uid in files}
     with pytest.raises(AutoCTVError, match="not in the DICOM database"):
-        AutoCTVCoreLogic.export_rtstruct(
+        dicom_export.export_rtstruct(
             segmentation, node, tmp_path / "out", file_for_instance=missing.get
         )
 
@@ -478,7 +590,7 @@ def test_export_refuses_a_dicom_ct_that_was_resampled(scene, tmp_path, tiny_mode
 def test_dicom_seg_export_is_readable(scene, tmp_path, tiny_model):
     node, label, identity, files = _dicom_ct_node(scene, tmp_path)
     segmentation = _ctv_segmentation(node, label, tiny_model)
-    result = AutoCTVCoreLogic.export_dicom_seg(
+    result = dicom_export.export_dicom_seg(
         segmentation, node, tmp_path / "seg", file_for_instance=files.get
     )
     dataset = pydicom.dcmread(result.object_file)
@@ -494,9 +606,9 @@ def test_dicom_seg_export_is_readable(scene, tmp_path, tiny_model):
 def test_export_of_empty_segments_is_refused(scene, ct_node, tmp_path):
     empty = add_segmentation_node(np.zeros(SHAPE_ZYX, np.uint8), ct_node)
     with pytest.raises(OutputError, match="empty"):
-        AutoCTVCoreLogic.export_rtstruct(empty, ct_node, tmp_path)
+        dicom_export.export_rtstruct(empty, ct_node, tmp_path)
     with pytest.raises(OutputError, match="empty"):
-        AutoCTVCoreLogic.export_dicom_seg(empty, ct_node, tmp_path)
+        dicom_export.export_dicom_seg(empty, ct_node, tmp_path)
     assert list(tmp_path.iterdir()) == []  # nothing written, not even the CT
 
 
@@ -593,6 +705,46 @@ def test_cancel_kills_the_child_and_leaves_the_scene_unchanged(scene, ct_node, t
         time.sleep(0.05)
     else:
         pytest.fail(f"child process {pid} still runs after cancel")
+
+
+def _process_ended(pid: int, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_reload_or_scene_close_during_a_run_removes_the_temporary_ct(scene, ct_node, tiny_model):
+    """``logic.cleanup()`` (called by the panel's cleanup() on reload/exit and on scene close)
+    ends the child and deletes the AutoCTV-* folder holding the copy of the patient's CT; so
+    does the interpreter-exit hook, ``close_all_jobs``."""
+    from AutoCTVLib.cli.jobs import close_all_jobs
+
+    logic = AutoCTVCoreLogic()
+    before = scene_node_ids(scene)
+    finished = []
+    settings = AutoContourSettings(model_path=tiny_model, device="cpu", mc_samples=200)
+    job = logic.start_auto_contour(
+        ct_node, settings, on_finished=lambda *outcome: finished.append(outcome)
+    )
+    work_dir, pid = job.work_dir, job.pid
+    assert work_dir.name.startswith("AutoCTV-") and (work_dir / "ct.nrrd").is_file()
+    assert logic.jobs == [job]
+    logic.cleanup()
+    assert not work_dir.exists() and logic.jobs == []
+    assert _process_ended(pid), f"child process {pid} still runs after cleanup"
+    job.poll()
+    assert finished == [] and scene_node_ids(scene) == before  # nothing delivered later
+    other = logic.start_auto_contour(ct_node, settings)
+    assert other.work_dir.exists()
+    assert close_all_jobs() == 1
+    assert not other.work_dir.exists() and _process_ended(other.pid)
 
 
 def test_child_process_errors_arrive_as_one_line(scene, ct_node, tiny_model, tmp_path):

@@ -1,26 +1,17 @@
 """DICOM RTSTRUCT and DICOM SEG export of segmentation nodes through the AutoCTV library.
 
-An RTSTRUCT or SEG must reference the CT images it was drawn on. Two cases:
-
-* The CT volume node came from DICOM (Slicer's DICOM module sets the node attribute
-  ``DICOM.instanceUIDs``): the headers of those images are read from the DICOM database (or any
-  ``file_for_instance`` lookup), sorted into slice order and checked against the node's grid;
-  the export then references the *original* series, which is what a planning system needs.
-* Otherwise (NIfTI, NRRD, a phantom, an edited volume): the CT is first written as a new DICOM
-  CT series into ``<out_dir>/CT…`` and the export references that series.
-
-Masks come from the segments on the CT's exact grid (see :mod:`.segmentation_nodes`); the
-segmentation's provenance (model, settings, input) goes into the RTSTRUCT's
+The export references the CT's own DICOM series when the CT node came from Slicer's DICOM module
+(which records ``DICOM.instanceUIDs`` on the node), else a CT series written for the export (see
+:mod:`AutoCTVLib.io.export_reference`). Masks come from the segments on the CT's exact grid;
+the segmentation's provenance (model, settings, input) goes into the RTSTRUCT's
 StructureSetDescription and the SEG's algorithm parameters.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +19,18 @@ import slicer
 import vtk
 
 from AutoCTVLib import terminology as ctv_codes
-from AutoCTVLib.errors import InputError, OutputError, ReferenceMismatchError
-from AutoCTVLib.io.identity import SeriesIdentity
-from AutoCTVLib.volume import Geometry
+from AutoCTVLib.errors import InputError, OutputError
+from AutoCTVLib.io.export_reference import (
+    FileForInstance,
+    ReferencedCT,
+    dicom_name_part,
+    new_object_file,
+    series_of_instances,
+    write_reference_ct,
+)
+from AutoCTVLib.provenance import provenance_fields
 
-from .provenance import provenance_fields, read_provenance, voxel_sha256
+from .provenance import read_provenance
 from .segmentation_nodes import labelmap_from_segment, segment_ids
 from .volume_nodes import volume_from_node
 
@@ -40,10 +38,6 @@ logger = logging.getLogger(__name__)
 
 #: Node attribute Slicer's DICOM import sets: the SOP instance UIDs of the volume's images.
 DICOM_INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"
-_GRID_TOLERANCE_MM = 1e-3
-_DIRECTION_TOLERANCE = 1e-5
-
-FileForInstance = Callable[[str], str]
 
 #: Generic coded meaning for a segment that is not the CTV (SNOMED CT "Tissue", as Slicer's
 #: default terminology uses for both category and type).
@@ -67,14 +61,24 @@ class ExportResult:
     files: tuple[Path, ...] = field(default_factory=tuple)
 
 
-@dataclass(frozen=True)
-class ReferencedCT:
-    """The DICOM CT series an export references, with its image headers in slice order."""
+def dicom_seg_supported() -> tuple[bool, str]:
+    """Whether DICOM SEG export works with this Python's packages, and if not, why (one line).
 
-    identity: SeriesIdentity
-    datasets: tuple
-    written: bool
-    files: tuple[Path, ...] = ()
+    The library's own check decides (highdicom present and matching the installed pydicom);
+    with a library that lacks it, highdicom being importable is taken as support.
+    """
+    try:
+        from AutoCTVLib.io.dicom_seg_write import dicom_seg_supported as supported
+    except ImportError:
+        try:
+            from AutoCTVLib.compat import dicom_seg_supported as supported
+        except ImportError:
+            import importlib.util
+
+            if importlib.util.find_spec("highdicom") is None:
+                return False, "DICOM SEG export needs the highdicom package"
+            return True, ""
+    return supported()
 
 
 def default_file_for_instance() -> FileForInstance | None:
@@ -94,114 +98,13 @@ def dicom_instance_uids(volume_node) -> list[str]:
 def dicom_series_of_node(
     volume_node, file_for_instance: FileForInstance | None
 ) -> ReferencedCT | None:
-    """The DICOM series a volume node was loaded from, or ``None`` when it has none.
-
-    Args:
-        volume_node: the CT volume node.
-        file_for_instance: maps a SOP instance UID to its file path ("" if unknown).
-
-    Raises:
-        InputError: the node names DICOM images that cannot be found or read.
-        ReferenceMismatchError: the images do not form the node's grid (the volume was
-            resampled or cropped after loading): export would put contours in the wrong place.
-    """
+    """The DICOM series a volume node was loaded from (checked against the node's grid), or
+    ``None`` when it has none; see :func:`AutoCTVLib.io.export_reference.series_of_instances`."""
     uids = dicom_instance_uids(volume_node)
     if not uids or file_for_instance is None:
         return None
-    import pydicom
-
-    from AutoCTVLib.io.dicom_ct import DicomHeader, series_identity, sort_and_check_slices
-
-    headers = []
-    for uid in uids:
-        path = file_for_instance(uid) or ""
-        if not path or not Path(path).is_file():
-            raise InputError(
-                f"the DICOM image {uid} of '{volume_node.GetName()}' is not in the DICOM "
-                "database any more; re-import the CT series and load it again"
-            )
-        headers.append(DicomHeader(Path(path), pydicom.dcmread(path, stop_before_pixels=True)))
-    series = sort_and_check_slices(headers)
-    node_geometry = volume_from_node(volume_node).geometry
-    if not _same_grid(series.geometry, node_geometry):
-        raise ReferenceMismatchError(
-            f"'{volume_node.GetName()}' no longer lies on the grid of its DICOM series (it was "
-            "resampled, cropped or moved); export the segmentation on the original CT"
-        )
-    identity = series_identity(series, Path(headers[0].path).parent)
-    datasets = tuple(header.dataset for header in series.headers)
-    return ReferencedCT(identity, datasets, written=False)
-
-
-def _same_grid(a: Geometry, b: Geometry) -> bool:
-    return (
-        a.shape_zyx == b.shape_zyx
-        and np.allclose(a.spacing_xyz_mm, b.spacing_xyz_mm, atol=_GRID_TOLERANCE_MM)
-        and np.allclose(a.origin_xyz_mm, b.origin_xyz_mm, atol=_GRID_TOLERANCE_MM)
-        and np.allclose(a.direction, b.direction, atol=_DIRECTION_TOLERANCE)
-    )
-
-
-def _dicom_name_part(text: str, limit: int) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9 _-]", "", text).strip()
-    return cleaned[:limit] or "Unnamed"
-
-
-def _series_in_folder(folder: Path, geometry: Geometry) -> ReferencedCT | None:
-    """The CT series already written in ``folder`` by an earlier export, if it fits the grid."""
-    from AutoCTVLib.io.dicom_ct import scan_dicom_files, series_identity, sort_and_check_slices
-
-    scan = scan_dicom_files(folder)
-    if not scan.headers:
-        return None
-    series = sort_and_check_slices(list(scan.headers))
-    if not _same_grid(series.geometry, geometry):
-        return None
-    identity = series_identity(series, folder)
-    files = tuple(sorted(header.path for header in series.headers))
-    datasets = tuple(header.dataset for header in series.headers)
-    return ReferencedCT(identity, datasets, written=True, files=files)
-
-
-def write_ct_for_export(volume_node, out_dir: Path) -> ReferencedCT:
-    """Write a CT node that has no DICOM origin as a new DICOM CT series under ``out_dir``.
-
-    The UIDs derive from the voxels and grid, and so does the folder name
-    (``CT_<12 hex digits>``): exporting the same CT again into the same folder reuses that
-    series instead of writing a duplicate. The patient ID is derived the same way; the patient
-    name is the node's name.
-    """
-    import pydicom
-
-    from AutoCTVLib.io.dicom_ct_write import write_ct_series
-
-    volume = volume_from_node(volume_node, dtype=np.float32)
-    digest = voxel_sha256(volume)
-    folder = out_dir / f"CT_{digest[:12]}"
-    if folder.is_dir() and any(folder.iterdir()):
-        existing = _series_in_folder(folder, volume.geometry)
-        if existing is not None:
-            logger.info("reusing CT series %s in %s", existing.identity.series_instance_uid, folder)
-            return existing
-        raise OutputError(f"{folder} already holds other files; export into another folder")
-    name = _dicom_name_part(volume_node.GetName() or "CT", 40)
-    identity = write_ct_series(
-        volume,
-        folder,
-        patient_id=f"AUTOCTV-{digest[:10].upper()}",
-        patient_name=f"AutoCTV^{name}",
-        study_description=f"AutoCTV export of {name}"[:64],
-        series_description=f"{name} (written by AutoCTV)"[:64],
-        uid_seed=digest,
-    )
-    files = tuple(sorted(path for path in folder.iterdir() if path.is_file()))
-    by_uid = {}
-    for path in files:
-        dataset = pydicom.dcmread(path, stop_before_pixels=True)
-        by_uid[str(dataset.SOPInstanceUID)] = dataset
-    datasets = tuple(by_uid[ref.sop_instance_uid] for ref in identity.slices)
-    logger.info("wrote CT series %s to %s", identity.series_instance_uid, folder)
-    return ReferencedCT(identity, datasets, written=True, files=files)
+    geometry = volume_from_node(volume_node).geometry
+    return series_of_instances(uids, file_for_instance, geometry, volume_node.GetName())
 
 
 def referenced_ct(
@@ -209,7 +112,10 @@ def referenced_ct(
 ) -> ReferencedCT:
     """The CT series to reference: the node's own DICOM series, else a newly written one."""
     found = dicom_series_of_node(volume_node, file_for_instance)
-    return found if found is not None else write_ct_for_export(volume_node, out_dir)
+    if found is not None:
+        return found
+    ct = volume_from_node(volume_node, dtype=np.float32)
+    return write_reference_ct(ct, volume_node.GetName() or "CT", out_dir)
 
 
 def _segment_color_255(segment) -> tuple[int, int, int]:
@@ -225,33 +131,21 @@ def is_ctv_segment(segment) -> bool:
     return bool(coded) or segment.GetName().strip().upper().startswith("CTV")
 
 
+def _provenance(segmentation_node):
+    """The node's provenance; None when it has none or it was edited into an unreadable state."""
+    try:
+        return read_provenance(segmentation_node)
+    except ValueError:
+        return None
+
+
 def _generation(segmentation_node) -> tuple[str, str]:
     """(RT ROI generation algorithm, description) from the node's provenance."""
-    try:
-        provenance = read_provenance(segmentation_node)
-    except ValueError:
-        provenance = None
+    provenance = _provenance(segmentation_node)
     if provenance is None:
         return "MANUAL", ""
     algorithm = "SEMIAUTOMATIC" if provenance.result_kind.startswith("completion") else "AUTOMATIC"
     return algorithm, f"{provenance.model_name} {provenance.model_version}"[:64]
-
-
-def _provenance_strings(segmentation_node) -> dict[str, str]:
-    try:
-        provenance = read_provenance(segmentation_node)
-    except ValueError:
-        return {}
-    return provenance_fields(provenance) if provenance is not None else {}
-
-
-def _new_file(out_dir: Path, prefix: str, name: str) -> Path:
-    """``<prefix>_<name>_<date-time>.dcm`` in ``out_dir``, numbered if that name is taken."""
-    stem = f"{prefix}_{name.replace(' ', '_')}_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    path, number = out_dir / f"{stem}.dcm", 2
-    while path.exists():
-        path, number = out_dir / f"{stem}_{number}.dcm", number + 1
-    return path
 
 
 def _chosen_segment_ids(segmentation_node, wanted: Sequence[str] | None) -> list[str]:
@@ -318,8 +212,9 @@ def export_rtstruct(
         )
     reference = referenced_ct(ct_node, out_dir, file_for_instance)
     geometry = volume_from_node(ct_node).geometry
-    name = _dicom_name_part(segmentation_node.GetName() or "AutoCTV", 40)
-    path = _new_file(out_dir, "RS", name)
+    name = dicom_name_part(segmentation_node.GetName() or "AutoCTV", 40)
+    path = new_object_file(out_dir, "RS", name)
+    provenance = _provenance(segmentation_node)
     write_rtstruct(
         rois,
         reference.identity,
@@ -327,7 +222,7 @@ def export_rtstruct(
         path,
         series_description=f"AutoCTV {name} {description}".strip()[:64],
         structure_set_label="AutoCTV",
-        provenance=_provenance_strings(segmentation_node) or None,
+        provenance=provenance_fields(provenance) if provenance is not None else None,
         overwrite=False,
     )
     logger.info("exported %d ROI(s) of %s to %s", len(rois), segmentation_node.GetName(), path)
@@ -375,17 +270,14 @@ def export_dicom_seg(
     if not mask.any():
         raise OutputError(f"segment '{segment.GetName()}' is empty; nothing to export")
     reference = referenced_ct(ct_node, out_dir, file_for_instance)
-    try:
-        provenance = read_provenance(segmentation_node)
-    except ValueError:
-        provenance = None
+    provenance = _provenance(segmentation_node)
     model_name = provenance.model_name if provenance else "manual"
     model_version = provenance.model_version if provenance else "1"
     parameters = dict(provenance.settings) if provenance else {}
     if provenance:
         parameters["model_sha256"] = provenance.model_sha256
-    name = _dicom_name_part(segmentation_node.GetName() or "AutoCTV", 40)
-    path = _new_file(out_dir, "SEG", name)
+    name = dicom_name_part(segmentation_node.GetName() or "AutoCTV", 40)
+    path = new_object_file(out_dir, "SEG", name)
     coded = (
         {}
         if is_ctv_segment(segment)

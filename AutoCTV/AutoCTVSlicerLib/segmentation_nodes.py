@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import slicer
 import vtk
-from vtk.util.numpy_support import vtk_to_numpy
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 
 from AutoCTVLib import terminology as ctv_codes
 from AutoCTVLib.io.seg_nrrd import CTV_TERMINOLOGY, Terminology
@@ -121,7 +121,7 @@ def add_segmentation_node(
     )
     try:
         segmentation_node.CreateDefaultDisplayNodes()
-        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
+        set_reference_volume(segmentation_node, reference_node)
         copy_parent_transform(segmentation_node, reference_node)
         segment_id = segmentation_node.GetSegmentation().AddEmptySegment(
             "", segment_name, [float(c) for c in color_rgb]
@@ -184,3 +184,52 @@ def segment_ids(segmentation_node) -> list[str]:
     """IDs of all segments of a segmentation node, in display order."""
     segmentation = segmentation_node.GetSegmentation()
     return [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
+
+
+def set_reference_volume(segmentation_node, volume_node) -> None:
+    """Make ``volume_node`` the segmentation's reference image.
+
+    ``SetReferenceImageGeometryParameterFromVolumeNode`` stores the volume's grid as the
+    segmentation's reference geometry *and* the node reference (role
+    ``GetReferenceImageGeometryReferenceRole()``) from which the Segment Editor takes its source
+    volume when the segmentation is selected: Paint and Threshold then work on the CT at once.
+    """
+    segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+
+
+def reference_volume(segmentation_node):
+    """The segmentation's reference image volume node, or None."""
+    role = segmentation_node.GetReferenceImageGeometryReferenceRole()
+    return segmentation_node.GetNodeReference(role)
+
+
+def fill_between_slices_along(sparse_zyx: np.ndarray, axis: int, slice_indices) -> np.ndarray:
+    """Slicer's *Fill between slices* filter along one array axis; boolean (z, y, x).
+
+    ``vtkITKMorphologicalContourInterpolator`` (shipped with Slicer, also in slicer-core) with
+    the settings of :func:`AutoCTVLib.completion.interpolate.interpolate_along`. It reads every
+    non-empty slice along the axis, so only the listed slices are passed to it.
+    """
+    try:
+        import vtkITK  # the Slicer application
+
+        interpolator = vtkITK.vtkITKMorphologicalContourInterpolator()
+    except ImportError:  # slicer-core exposes the class on the slicer package
+        interpolator = slicer.vtkITKMorphologicalContourInterpolator()
+    only_these = np.zeros(sparse_zyx.shape, dtype=np.uint8)
+    window = [slice(None)] * 3
+    window[axis] = list(slice_indices)
+    only_these[tuple(window)] = np.asarray(sparse_zyx, dtype=bool)[tuple(window)]
+    image = vtk.vtkImageData()
+    image.SetDimensions(only_these.shape[2], only_these.shape[1], only_these.shape[0])
+    scalars = numpy_to_vtk(only_these.ravel(), deep=True, array_type=vtk.VTK_UNSIGNED_CHAR)
+    image.GetPointData().SetScalars(scalars)
+    interpolator.SetInputData(image)
+    interpolator.SetLabel(1)
+    interpolator.SetAxis(2 - axis)  # VTK orders axes (i, j, k)
+    interpolator.SetHeuristicAlignment(True)
+    interpolator.SetUseDistanceTransform(False)
+    interpolator.SetUseBallStructuringElement(False)
+    interpolator.Update()
+    output = vtk_to_numpy(interpolator.GetOutput().GetPointData().GetScalars())
+    return output.reshape(only_these.shape) > 0

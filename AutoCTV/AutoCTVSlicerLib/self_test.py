@@ -1,16 +1,23 @@
 """The module self-test's workflow, runnable with or without the Slicer application.
 
 ``AutoCTVTest`` (Slicer's test harness and ctest) and the slicer-core test suite both call
-:func:`run_self_test`, so the workflow a Slicer build checks is the one CI checks:
+:func:`run_self_test`, so the workflow a Slicer build checks is the one CI checks. It needs no
+network: everything comes with the extension (bundled models) or with Slicer.
 
-1. a synthetic phantom is added to the scene on the bundled model's voxel size;
-2. the bundled model contours it in a child ``autoctv predict`` process with MC-dropout
-   uncertainty; the CTV segment must match the phantom's reference (Dice ≥ ``min_dice``) and the
-   heat map must lie on the CT's grid;
-3. the heat map is shown in the slice views and the views jump to the first slice to review;
-4. a CTV drawn on every sixth slice is completed ("interpolate": it needs no network), applied
-   to its segment and undone;
-5. the auto-contour is exported as RTSTRUCT and read back.
+1. a synthetic phantom is added on the bundled model's voxel size;
+2. a run with many Monte-Carlo samples is cancelled at once: the scene is unchanged and the
+   temporary folder gone;
+3. the bundled model contours the phantom in a child ``autoctv predict`` process with
+   uncertainty; the CTV must match the phantom's reference (Dice ≥ ``min_dice``), the heat map
+   lie on the CT's grid, and the segmentation reference the CT (the Segment Editor's source);
+4. the heat map is shown: every slice view has the CT behind the heat map, the legend is on,
+   certain voxels are transparent; the views jump to the first slice to review;
+5. a CTV drawn on every sixth slice is completed by the bundled completion network in a child
+   process ("learned", the panel's default) and by Fill between slices ("interpolate"); both
+   must beat the drawing alone; the learned one is applied through the logic's undo path (the
+   Segment Editor's undo in Slicer) and undone;
+6. the auto-contour is exported as RTSTRUCT, and as DICOM SEG where SEG is supported, and both
+   are read back.
 
 Failures raise :class:`SelfTestFailure` with a sentence saying what was wrong.
 """
@@ -42,14 +49,15 @@ class SelfTestFailure(AssertionError):
 
 @dataclass(frozen=True)
 class SelfTestResult:
-    """What the self-test measured."""
+    """What the self-test measured (Dice values against the phantom's reference CTV)."""
 
     ctv_dice: float
     sparse_dice: float
-    completed_dice: float
+    learned_dice: float
+    interpolated_dice: float
     slices_to_review: tuple[int, ...]
     views_showing_heat_map: int
-    rtstruct_rois: tuple[str, ...]
+    exported: tuple[str, ...]
 
 
 def _check(condition: bool, message: str) -> None:
@@ -57,12 +65,15 @@ def _check(condition: bool, message: str) -> None:
         raise SelfTestFailure(message)
 
 
+def _node_ids(scene) -> list[str]:
+    return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
+
+
 def run_self_test(
     logic,
     scene,
     *,
     step: Callable[[str], None] = lambda message: None,
-    export_rtstruct: Callable[[object, object, Path], str] | None = None,
     mc_samples: int = 4,
     timeout_s: float = 900.0,
     min_dice: float = MIN_DICE,
@@ -70,13 +81,12 @@ def run_self_test(
     """Run the self-test workflow on ``scene`` with ``logic`` (an ``AutoCTVCoreLogic``).
 
     Args:
-        logic: the module logic (core logic, or the application's subclass).
+        logic: the module logic (core logic, or the application's subclass, whose
+            ``save_undo_state`` uses the Segment Editor).
         scene: the MRML scene to work in; the nodes made are left in it.
         step: called with a short message before each step (``delayDisplay`` in Slicer).
-        export_rtstruct: ``(segmentation_node, ct_node, folder) -> file name``; default: the
-            library's RTSTRUCT writer through ``logic.export_rtstruct``.
         mc_samples: MC-dropout samples of the auto-contour.
-        timeout_s: longest wait for the child process (s).
+        timeout_s: longest wait for each child process (s).
         min_dice: least Dice of the auto-contour against the phantom's reference.
 
     Raises:
@@ -85,14 +95,33 @@ def run_self_test(
     import pydicom
 
     from AutoCTVLib.metrics import dice
-    from AutoCTVSlicerLib.logic import AutoContourSettings, read_card_fields
-    from AutoCTVSlicerLib.segmentation_nodes import add_segmentation_node, labelmap_from_segment
+    from AutoCTVSlicerLib import dicom_export, heat_map
+    from AutoCTVSlicerLib.logic import AutoContourSettings, resolve_model
+    from AutoCTVSlicerLib.segmentation_nodes import (
+        add_segmentation_node,
+        labelmap_from_segment,
+        reference_volume,
+    )
 
     step("Generating a synthetic phantom on the bundled model's voxel size")
-    card = read_card_fields(logic.resolve_model(None))
-    spacing = tuple(float(s) for s in card["preprocessing"]["spacing_xyz_mm"])
-    size = tuple(round(extent / s) for extent, s in zip(PHANTOM_EXTENT_MM, spacing))
+    _, card = resolve_model(None)
+    spacing = tuple(float(s) for s in card.preprocessing["spacing_xyz_mm"])
+    size = tuple(round(PHANTOM_EXTENT_MM[axis] / spacing[axis]) for axis in range(3))
     ct_node, reference = logic.load_phantom(scene, PHANTOM_SEED, size, spacing)
+
+    step("Cancelling a run at once")
+    before, finished = _node_ids(scene), []
+    job = logic.start_auto_contour(
+        ct_node,
+        AutoContourSettings(device="cpu", mc_samples=100),
+        on_finished=lambda *outcome: finished.append(outcome),
+    )
+    work_dir = job.work_dir
+    job.cancel(grace_s=2.0)
+    job.wait(timeout_s=60)
+    _check(finished == [(None, "")], f"a cancelled run reported {finished}")
+    _check(_node_ids(scene) == before, "a cancelled run changed the scene")
+    _check(not work_dir.exists(), f"a cancelled run left {work_dir} behind")
 
     step("Auto-contouring with uncertainty in a child process")
     job = logic.start_auto_contour(
@@ -100,60 +129,80 @@ def run_self_test(
     )
     result = job.wait(timeout_s=timeout_s)
     _check(result is not None, f"auto-contouring failed: {job.error_message}")
-    predicted = labelmap_from_segment(result.segmentation_node, result.segment_id, ct_node)
+    segmentation = result.segmentation_node
+    predicted = labelmap_from_segment(segmentation, result.segment_id, ct_node)
     ctv_dice = dice(predicted, reference)
     _check(ctv_dice >= min_dice, f"CTV Dice {ctv_dice:.3f} is below {min_dice}")
-    segment = result.segmentation_node.GetSegmentation().GetSegment(result.segment_id)
-    _check(segment.GetName() == "CTV", f"the segment is called {segment.GetName()!r}, not CTV")
-    _check(result.uncertainty_node is not None, "no uncertainty map was made")
-    heat_dims = result.uncertainty_node.GetImageData().GetDimensions()
-    ct_dims = ct_node.GetImageData().GetDimensions()
+    name = segmentation.GetSegmentation().GetSegment(result.segment_id).GetName()
+    _check(name == "CTV", f"the segment is called {name!r}, not CTV")
+    _check(reference_volume(segmentation) is ct_node, "the segmentation does not reference the CT")
+    heat = result.uncertainty_node
+    _check(heat is not None, "no uncertainty map was made")
+    heat_dims, ct_dims = heat.GetImageData().GetDimensions(), ct_node.GetImageData().GetDimensions()
     _check(heat_dims == ct_dims, f"the heat map has dimensions {heat_dims}, the CT {ct_dims}")
 
     step("Showing the heat map and jumping to the first slice to review")
-    views = logic.show_uncertainty(ct_node, result.uncertainty_node, 0.4)
-    _check(len(result.slices_to_review) > 0, "the review list is empty")
-    logic.jump_to_slice(ct_node, result.slices_to_review[0])
+    views = heat_map.show_heat_map(ct_node, heat, 0.4)
+    _check(views > 0, "no slice view shows the heat map")
+    composites = [scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode") for i in range(views)]
+    for composite in composites:
+        shown = (composite.GetBackgroundVolumeID(), composite.GetForegroundVolumeID())
+        _check(shown == (ct_node.GetID(), heat.GetID()), f"a view shows {shown}")
+    display = heat.GetDisplayNode()
+    _check(bool(display.GetApplyThreshold()), "certain voxels are not transparent")
+    _check(heat_map.add_color_legend(heat).GetVisibility() == 1, "the colour legend is hidden")
+    entries = heat_map.review_entries(heat)
+    _check(len(entries) > 0, "the review list is empty")
+    _check(entries[0].score is not None, "the review list has no scores")
+    heat_map.jump_to_slice(ct_node, entries[0].k)
 
     step(f"Completing a CTV drawn on every {DRAWN_EVERY}th slice")
     sparse = np.zeros_like(reference)
     sparse[::DRAWN_EVERY] = reference[::DRAWN_EVERY]
     drawn = add_segmentation_node(sparse, ct_node, node_name="drawn")
     drawn_id = drawn.GetSegmentation().GetNthSegmentID(0)
-    completed = logic.complete(ct_node, drawn, drawn_id, "interpolate")
-    sparse_dice, completed_dice = dice(sparse, reference), dice(completed, reference)
-    _check(
-        completed_dice > sparse_dice,
-        f"completion did not help: Dice {completed_dice:.3f} vs {sparse_dice:.3f} drawn only",
-    )
-    history = logic.apply_completion(drawn, drawn_id, completed, ct_node)
+    job = logic.start_completion(ct_node, drawn, drawn_id, "learned", device="cpu")
+    learned = job.wait(timeout_s=timeout_s)
+    _check(learned is not None, f"learned completion failed: {job.error_message}")
+    interpolated = logic.complete(ct_node, drawn, drawn_id, "interpolate")
+    sparse_dice = dice(sparse, reference)
+    learned_dice, interpolated_dice = dice(learned, reference), dice(interpolated, reference)
+    for method, value in (("learned", learned_dice), ("interpolate", interpolated_dice)):
+        _check(value > sparse_dice, f"{method} did not help: Dice {value:.3f} vs {sparse_dice:.3f}")
+    undo = logic.apply_completion(drawn, drawn_id, learned, ct_node, "learned")
     applied = labelmap_from_segment(drawn, drawn_id, ct_node)
-    _check(np.array_equal(applied, completed), "the applied completion differs from the preview")
-    history.RestorePreviousState()
+    _check(np.array_equal(applied, learned), "the applied completion differs from the preview")
+    undo()
     restored = labelmap_from_segment(drawn, drawn_id, ct_node)
     _check(np.array_equal(restored, sparse), "undo did not restore the drawn slices")
 
-    step("Exporting RTSTRUCT")
-    if export_rtstruct is None:
-
-        def export_rtstruct(segmentation_node, ct, folder: Path) -> str:
-            return logic.export_rtstruct(segmentation_node, ct, folder).object_file.name
-
+    exported = []
     folder = Path(tempfile.mkdtemp(prefix="AutoCTVTest-"))
     try:
-        name = export_rtstruct(result.segmentation_node, ct_node, folder)
-        dataset = pydicom.dcmread(next(folder.rglob(name)))
-        _check(dataset.Modality == "RTSTRUCT", f"the export is a {dataset.Modality}")
+        step("Exporting RTSTRUCT")
+        written = dicom_export.export_rtstruct(segmentation, ct_node, folder / "rt")
+        dataset = pydicom.dcmread(written.object_file)
         rois = tuple(str(roi.ROIName) for roi in dataset.StructureSetROISequence)
-        _check("CTV" in rois, f"the RTSTRUCT holds {rois}, no CTV")
+        _check(rois == ("CTV",), f"the RTSTRUCT holds {rois}, not the CTV alone")
+        exported.append("RTSTRUCT")
+        supported, reason = dicom_export.dicom_seg_supported()
+        step("Exporting DICOM SEG" if supported else f"Not exporting DICOM SEG: {reason}")
+        if supported:
+            written = dicom_export.export_dicom_seg(segmentation, ct_node, folder / "seg")
+            dataset = pydicom.dcmread(written.object_file)
+            _check(dataset.Modality == "SEG", f"the SEG export is a {dataset.Modality}")
+            label = str(dataset.SegmentSequence[0].SegmentLabel)
+            _check(label == "CTV", f"the SEG segment is {label!r}")
+            exported.append("SEG")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     step("AutoCTV self-test passed")
     return SelfTestResult(
         ctv_dice=ctv_dice,
         sparse_dice=sparse_dice,
-        completed_dice=completed_dice,
+        learned_dice=learned_dice,
+        interpolated_dice=interpolated_dice,
         slices_to_review=tuple(result.slices_to_review),
         views_showing_heat_map=views,
-        rtstruct_rois=rois,
+        exported=tuple(exported),
     )

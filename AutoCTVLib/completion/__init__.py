@@ -12,33 +12,56 @@ back), ``interpolate`` (ITK morphological contour interpolation baseline), ``pri
 (network forward), ``finetune`` (semi-automatic mode), ``model`` (network, card, loading),
 ``sampling`` (random and benchmark annotations), ``complete`` (the one call), ``train``
 (training the completion network).
+
+Names are imported on first use: ``METHODS`` and ``annotation`` (which slices were drawn) need
+no torch, so a GUI can describe a drawing before PyTorch is installed.
 """
 
 from __future__ import annotations
 
-from AutoCTVLib.completion.annotation import (
-    AXIS_NAMES,
-    Annotation,
-    infer_annotation,
-    resolve_annotation,
-    select_label,
-)
-from AutoCTVLib.completion.complete import METHODS, CompletionResult, complete
-from AutoCTVLib.completion.finetune import FinetuneConfig
-from AutoCTVLib.completion.grid import CompletionGridConfig
-from AutoCTVLib.completion.model import CompletionModel, load_completion_model
+import importlib
+import sys
+import types
+from typing import Any
 
-__all__ = [
-    "AXIS_NAMES",
-    "METHODS",
-    "Annotation",
-    "CompletionGridConfig",
-    "CompletionModel",
-    "CompletionResult",
-    "FinetuneConfig",
-    "complete",
-    "infer_annotation",
-    "load_completion_model",
-    "resolve_annotation",
-    "select_label",
-]
+from AutoCTVLib.options import COMPLETION_METHODS
+
+METHODS = COMPLETION_METHODS
+
+_EXPORTS = {
+    "AXIS_NAMES": "annotation",
+    "Annotation": "annotation",
+    "infer_annotation": "annotation",
+    "resolve_annotation": "annotation",
+    "select_label": "annotation",
+    "CompletionResult": "complete",
+    "complete": "complete",
+    "FinetuneConfig": "finetune",
+    "CompletionGridConfig": "grid",
+    "CompletionModel": "model",
+    "load_completion_model": "model",
+}
+
+__all__ = sorted([*_EXPORTS, "METHODS"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'AutoCTVLib.completion' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+class _Package(types.ModuleType):
+    """Keeps ``complete`` the function: importing the ``complete`` submodule sets the package
+    attribute of that name to the submodule, which would hide the function."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "complete" and isinstance(value, types.ModuleType):
+            value = value.complete
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

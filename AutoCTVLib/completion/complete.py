@@ -47,11 +47,12 @@ from AutoCTVLib.completion.model import (
 )
 from AutoCTVLib.errors import CancelledError, GeometryError, InputError
 from AutoCTVLib.io.image_files import describe_grid_difference
+from AutoCTVLib.options import COMPLETION_METHODS
 from AutoCTVLib.volume import Volume
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("learned", "finetune", "interpolate")
+METHODS = COMPLETION_METHODS
 #: How far a network result may reach along the annotation axis (see :func:`drawn_range`).
 EXTENTS = ("auto", "drawn", "free")
 #: ``progress(fraction_done, message)``, fraction in [0, 1].

@@ -23,6 +23,7 @@ ITK is imported on first use (it takes several seconds to load).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -97,8 +98,18 @@ def interpolate_along(sparse_zyx: np.ndarray, axis: int, slice_indices: list[int
         threader.SetGlobalDefaultNumberOfThreads(previous_threads)
 
 
-def interpolate_completion(sparse_zyx: np.ndarray, annotation: Annotation) -> np.ndarray:
+#: ``along(sparse_zyx, axis, slice_indices) -> filled_zyx``: one axis's interpolation.
+AxisInterpolator = Callable[[np.ndarray, int, list[int]], np.ndarray]
+
+
+def interpolate_completion(
+    sparse_zyx: np.ndarray, annotation: Annotation, along: AxisInterpolator | None = None
+) -> np.ndarray:
     """Fill between the annotated slices of every axis; boolean (z, y, x).
+
+    ``along`` runs the filter along one axis (default :func:`interpolate_along`, ITK Python);
+    the Slicer module passes the same filter as Slicer builds it (vtkITK), so that it needs
+    no ITK Python there.
 
     Raises:
         InputError: no axis has two annotated slices (nothing to interpolate between).
@@ -117,7 +128,7 @@ def interpolate_completion(sparse_zyx: np.ndarray, annotation: Annotation) -> np
     for name in usable:
         axis = AXIS_NAMES.index(name)
         indices = [i - starts[axis] for i in annotation.slices(name)]
-        filled |= interpolate_along(local, axis, indices)
+        filled |= (along or interpolate_along)(local, axis, indices)
         logger.debug("interpolated along %s between %d slices", name, len(indices))
     result = np.zeros(sparse.shape, dtype=bool)
     result[window] = filled

@@ -29,17 +29,23 @@ filled in by :func:`AutoCTVLib.models.model_file.save_model`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from AutoCTVLib import terminology
+from AutoCTVLib.errors import ModelFileError
 
 FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
 SYNTHETIC_DISCLAIMER = "trained on synthetic phantoms only — not for clinical use"
+WEIGHTS_SUFFIX = ".safetensors"
+CARD_SUFFIX = ".json"
 INTENSITY_SCALINGS = ("hu_window_linear_0_1",)
 """``"hu_window_linear_0_1"``: clip HU to ``hu_window`` and map it linearly onto [0, 1]."""
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -305,3 +311,33 @@ def _is_number(value: Any) -> bool:
         and not isinstance(value, bool)
         and math.isfinite(float(value))
     )
+
+
+def model_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """``(weights, card)`` paths for a ``.safetensors`` path, a ``.json`` path, or a stem."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (WEIGHTS_SUFFIX, CARD_SUFFIX) else path
+    return stem.with_name(stem.name + WEIGHTS_SUFFIX), stem.with_name(stem.name + CARD_SUFFIX)
+
+
+def read_card(path: str | os.PathLike[str]) -> ModelCard:
+    """Read and validate the card of a model (``.json``, ``.safetensors`` or stem path).
+
+    Needs no torch (a GUI can describe a model before PyTorch is installed). The weights are
+    not opened; :func:`AutoCTVLib.models.model_file.load_model` checks them.
+
+    Raises:
+        ModelFileError: the card is missing, not JSON, or not a valid card.
+    """
+    _, card_path = model_paths(path)
+    if not card_path.is_file():
+        raise ModelFileError(f"model card {card_path} not found")
+    try:
+        data = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"model card {card_path} is not readable JSON: {error}") from error
+    try:
+        check_format_version(data)
+        return ModelCard.from_dict(data)
+    except (CardError, TypeError) as error:
+        raise ModelFileError(f"model card {card_path}: {error}") from error

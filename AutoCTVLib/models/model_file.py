@@ -24,26 +24,18 @@ from torch import nn
 from AutoCTVLib import __version__
 from AutoCTVLib.errors import ModelFileError
 from AutoCTVLib.io.atomic import OutputTransaction
-from AutoCTVLib.models.card import CardError, ModelCard, check_format_version
+from AutoCTVLib.models.card import (
+    ModelCard,
+    model_paths,
+    read_card,
+)
 from AutoCTVLib.nn.config import NetworkConfig
 from AutoCTVLib.nn.registry import build_network
 from AutoCTVLib.nn.summary import count_parameters
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_SUFFIX = ".safetensors"
-CARD_SUFFIX = ".json"
 _LISTED = 8  # names listed per kind of mismatch in an error message
-
-
-def model_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """``(weights, card)`` paths for a ``.safetensors`` path, a ``.json`` path, or a stem."""
-    path = Path(path)
-    if path.suffix in (WEIGHTS_SUFFIX, CARD_SUFFIX):
-        stem = path.with_suffix("")
-    else:
-        stem = path
-    return stem.with_name(stem.name + WEIGHTS_SUFFIX), stem.with_name(stem.name + CARD_SUFFIX)
 
 
 def sha256_of_file(path: Path) -> str:
@@ -140,25 +132,6 @@ def _make_shareable(path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
-
-
-def read_card(path: str | os.PathLike[str]) -> ModelCard:
-    """Read and validate the card of a model (``.json``, ``.safetensors`` or stem path).
-
-    The weights are not opened; :func:`load_model` checks them.
-    """
-    _, card_path = model_paths(path)
-    if not card_path.is_file():
-        raise ModelFileError(f"model card {card_path} not found")
-    try:
-        data = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelFileError(f"model card {card_path} is not readable JSON: {error}") from error
-    try:
-        check_format_version(data)
-        return ModelCard.from_dict(data)
-    except (CardError, TypeError) as error:
-        raise ModelFileError(f"model card {card_path}: {error}") from error
 
 
 def verify_weights(path: str | os.PathLike[str], card: ModelCard) -> Path:

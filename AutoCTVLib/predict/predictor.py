@@ -25,7 +25,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ from AutoCTVLib.inference.uncertainty import (
 )
 from AutoCTVLib.models.card import ModelCard
 from AutoCTVLib.nn.mc_dropout import has_dropout
+from AutoCTVLib.options import ProgressCallback
 from AutoCTVLib.predict.mc import MCSettings, maps_from_moments
 from AutoCTVLib.predict.network_stage import NetworkResult, run_network, with_cpu_fallback
 from AutoCTVLib.predict.speed import SpeedSettings, configure_threads
@@ -61,9 +62,8 @@ REVIEW_SLICE_COUNT = 5
 REVIEW_SEPARATION_MM = 10.0
 PROVENANCE_VERSION = "1"
 
-ProgressCallback = Callable[[str, float, str], None]
-"""``progress(stage, fraction of that stage done, message)``; stages in order: "preprocess",
-"network", "uncertainty" (MC only), "resample", "postprocess", "summary"."""
+# ``progress(stage, fraction of that stage done, message)``; stages in order: "preprocess",
+# "network", "uncertainty" (MC only), "resample", "postprocess", "summary".
 
 
 @dataclass(frozen=True)

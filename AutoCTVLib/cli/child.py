@@ -1,10 +1,10 @@
-"""Run a long AutoCTV job as a child process tree that reports progress and can be cancelled.
+"""Run an ``autoctv`` command as a child process tree that reports progress and can be cancelled.
 
-The Slicer module runs ``autoctv ... --progress json`` in a separate process (``PythonSlicer``
-inside Slicer) so that the GUI never freezes and Cancel can stop the work at once. This module
-has no Qt or Slicer import: callbacks are queued by background reader threads and delivered in
-the caller's thread by :meth:`ChildJob.poll` (call it from a ``qt.QTimer``, e.g. every 100 ms)
-or by the blocking :meth:`ChildJob.wait` (scripts, tests).
+A GUI front end (the Slicer module, a browser app) runs ``autoctv ... --progress json`` in a
+separate process so that it never freezes and Cancel can stop the work at once. Callbacks are
+queued by background reader threads and delivered in the caller's thread by
+:meth:`ChildJob.poll` (call it from a GUI timer, e.g. every 100 ms) or by the blocking
+:meth:`ChildJob.wait` (scripts, tests). This is the reading side of :mod:`.progress`.
 
 Protocol of the child's output:
 
@@ -21,8 +21,9 @@ Process tree: on POSIX the child starts a new session, so it and everything it s
 one process group; :meth:`ChildJob.cancel` sends SIGTERM to the group (the CLI then removes
 partial outputs and exits), waits ``grace_s`` seconds for the job process, then SIGKILLs what
 is left of the group. On Windows the child gets a new process group and the whole tree is
-ended with ``taskkill /T /F``. Processes the job leaves behind after a normal exit are killed
-as well, once they hold its output pipes open for longer than a second.
+ended with ``taskkill /T /F``; it opens no console window (``CREATE_NO_WINDOW``). Processes
+the job leaves behind after a normal exit are killed as well, once they hold its output pipes
+open for longer than a second.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import json
 import logging
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -40,9 +40,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from AutoCTVLib.options import ProgressCallback
+
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[str, float, str], None]
 LogCallback = Callable[[str], None]
 FinishedCallback = Callable[[int, str], None]
 
@@ -50,8 +51,11 @@ FinishedCallback = Callable[[int, str], None]
 POLL_INTERVAL_MS = 100
 
 CLI_ERROR_PREFIX = "autoctv: error: "
-_IS_WINDOWS = os.name == "nt"
+_IS_WINDOWS = sys.platform == "win32"
 _ORPHAN_GRACE_S = 1.0
+#: Windows process creation flags (winbase.h): a process group of its own, and no console.
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
 
 
 def parse_progress_line(line: str) -> tuple[str, float, str] | None:
@@ -83,23 +87,13 @@ def error_message_from_stderr(stderr_text: str) -> str:
     return last[len(CLI_ERROR_PREFIX) :] if last.startswith(CLI_ERROR_PREFIX) else last
 
 
-def python_executable() -> str:
-    """The Python interpreter for child jobs.
-
-    Inside the Slicer application ``sys.executable`` is Slicer itself; its stand-alone
-    interpreter is ``PythonSlicer`` (on the application's PATH). Elsewhere: ``sys.executable``.
-    """
-    slicer_module = sys.modules.get("slicer")
-    if slicer_module is not None and hasattr(slicer_module, "app"):
-        python_slicer = shutil.which("PythonSlicer")
-        if python_slicer:
-            return python_slicer
-    return sys.executable
-
-
 def autoctv_command(arguments: Sequence[str], python: str | None = None) -> list[str]:
-    """The command line running ``autoctv <arguments>`` with the given (default) interpreter."""
-    return [python or python_executable(), "-m", "AutoCTVLib.cli.main", *arguments]
+    """The command line running ``autoctv <arguments>`` with ``python`` (default: this one).
+
+    Inside Slicer pass Slicer's stand-alone interpreter (``PythonSlicer``): there
+    ``sys.executable`` is the Slicer application itself.
+    """
+    return [python or sys.executable, "-m", "AutoCTVLib.cli.main", *arguments]
 
 
 def child_environment(
@@ -107,7 +101,7 @@ def child_environment(
 ) -> dict[str, str]:
     """Environment for a child job: unbuffered UTF-8 output, ``extra_python_paths`` first.
 
-    Inside Slicer pass the folder holding ``AutoCTVLib`` so that the child can import it.
+    A front end passes the folder holding ``AutoCTVLib`` so that the child can import it.
     """
     environment = dict(os.environ if base is None else base)
     environment["PYTHONUNBUFFERED"] = "1"
@@ -205,7 +199,7 @@ class ChildJob:
             raise RuntimeError("this job was already started")
         options: dict[str, Any] = {}
         if _IS_WINDOWS:
-            options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+            options["creationflags"] = CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW
         else:
             options["start_new_session"] = True
         logger.debug("starting child job: %s", self.command)
@@ -363,5 +357,5 @@ class ChildJob:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=False,
-            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+            creationflags=CREATE_NO_WINDOW,
         )

@@ -1,31 +1,31 @@
 """Long AutoCTV work as a child ``autoctv`` process working in its own temporary folder.
 
-A :class:`CommandJob` writes its inputs into a fresh temporary folder, runs
-``autoctv <command> ... --progress json`` there as a :class:`~.child_process.ChildJob` (so the GUI
+A :class:`CommandJob` writes its inputs into a fresh ``AutoCTV-*`` temporary folder, runs
+``autoctv <command> ... --progress json`` there as a :class:`~.child.ChildJob` (the GUI
 never freezes and Cancel ends the whole process tree), reads the outputs back when the child
-succeeds, and deletes the folder in every case (success, failure, cancel). Reading the outputs
-happens in the thread that calls :meth:`CommandJob.poll` / :meth:`CommandJob.wait`, so the
-caller may create MRML nodes from them right away.
+succeeds, and deletes the folder in every case: success, failure, cancel, and :meth:`close`
+(module reload, scene close, application exit). The folder holds the patient's CT, so it must
+never be left behind. Outputs are read in the thread that calls :meth:`CommandJob.poll` /
+:meth:`CommandJob.wait`, so the caller may create MRML nodes from them at once.
 
-The file contract with the command line (``autoctv predict``)::
+The file contract with the command line::
 
-    <work>/ct.nrrd                       input CT (float32 HU, exact grid: NRRD keeps doubles)
-    <work>/out/ctv.nii.gz                labelmap 0/1 on the input grid
-    <work>/out/ctv_probability.nii.gz    mean probability (float32)
-    <work>/out/uncertainty_entropy.nii.gz             predictive entropy (with --uncertainty)
-    <work>/out/uncertainty_mutual_information.nii.gz  mutual information (with --uncertainty)
-    <work>/out/report.json               model, settings, uncertainty.case_score, slices_to_review
-
-and for ``autoctv complete``: ``<work>/ct.nrrd`` and ``<work>/sparse.nrrd`` (the drawn segment,
-0/1; the library infers which slices were drawn) → ``<work>/out/completed.nii.gz``.
+    <work>/ct.nrrd                           input CT (float32 HU; NRRD keeps the exact grid)
+    <work>/out/ctv.nii.gz                    ``autoctv predict``: labelmap 0/1 on the CT grid
+    <work>/out/uncertainty_entropy.nii.gz    predictive entropy, bits (with --uncertainty)
+    <work>/out/report.json                   model, settings, uncertainty summary
+    <work>/sparse.nrrd                       ``autoctv complete``: the drawn segment, 0/1
+    <work>/out/completed.nii.gz              ``autoctv complete``: the completed labelmap
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import shutil
 import tempfile
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,30 +34,25 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import SimpleITK as sitk
 
+from AutoCTVLib.cli.child import ChildJob, autoctv_command, child_environment
 from AutoCTVLib.errors import AutoCTVError, GeometryError, InputError
-from AutoCTVLib.io.image_files import describe_grid_difference, read_labelmap, write_float_map
+from AutoCTVLib.io.image_files import (
+    describe_grid_difference,
+    read_labelmap,
+    write_float_map,
+    write_labelmap,
+)
+from AutoCTVLib.options import ProgressCallback
 from AutoCTVLib.volume import Geometry, Volume
-
-from .child_process import ChildJob, autoctv_command, child_environment
 
 logger = logging.getLogger(__name__)
 
-CT_FILE_NAME = "ct.nrrd"
-SPARSE_FILE_NAME = "sparse.nrrd"
-OUTPUT_FOLDER_NAME = "out"
-LABEL_FILE = "ctv.nii.gz"
-PROBABILITY_FILE = "ctv_probability.nii.gz"
-ENTROPY_FILE = "uncertainty_entropy.nii.gz"
-MUTUAL_INFORMATION_FILE = "uncertainty_mutual_information.nii.gz"
-REPORT_FILE = "report.json"
-COMPLETED_FILE = "completed.nii.gz"
-
+WORK_DIR_PREFIX = "AutoCTV-"
+OUTPUT_FOLDER = "out"
 T = TypeVar("T")
-ProgressCallback = Callable[[str, float, str], None]
 
-
-class JobFailedError(AutoCTVError):
-    """The child ``autoctv`` process ended with an error (its message is this error's text)."""
+#: Jobs not yet finished; :func:`close_all_jobs` ends them (also at interpreter exit).
+_LIVE_JOBS: weakref.WeakSet[CommandJob] = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
@@ -66,16 +61,12 @@ class PredictionOutputs:
 
     Attributes:
         label_zyx: uint8 0/1 CTV labelmap.
-        probability_zyx: float32 mean probability, or None if not written.
-        entropy_zyx: float32 predictive entropy (bits), or None without uncertainty.
-        mutual_information_zyx: float32 mutual information (bits), or None.
+        entropy_zyx: float32 predictive entropy (bits, 0–1), or None without uncertainty.
         report: the parsed ``report.json`` (empty dict if there was none).
     """
 
     label_zyx: np.ndarray
-    probability_zyx: np.ndarray | None = None
     entropy_zyx: np.ndarray | None = None
-    mutual_information_zyx: np.ndarray | None = None
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,83 +89,20 @@ def read_float_map_on(path: Path, geometry: Geometry) -> np.ndarray:
 
 
 def read_prediction_outputs(out_dir: Path, geometry: Geometry) -> PredictionOutputs:
-    """Read the files of ``autoctv predict -o out_dir`` back onto ``geometry``.
+    """Read the label, the entropy map and the report of ``autoctv predict -o out_dir``.
 
     Raises:
         InputError: the labelmap is missing or unreadable.
         GeometryError: an output is not on the input grid.
     """
-    label = read_labelmap(out_dir / LABEL_FILE, reference=geometry).array
-
-    def optional(name: str) -> np.ndarray | None:
-        path = out_dir / name
-        return read_float_map_on(path, geometry) if path.is_file() else None
-
-    report_path = out_dir / REPORT_FILE
-    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
+    label = read_labelmap(out_dir / "ctv.nii.gz", reference=geometry).array
+    entropy_path = out_dir / "uncertainty_entropy.nii.gz"
+    report_path = out_dir / "report.json"
     return PredictionOutputs(
         label_zyx=(label != 0).astype(np.uint8),
-        probability_zyx=optional(PROBABILITY_FILE),
-        entropy_zyx=optional(ENTROPY_FILE),
-        mutual_information_zyx=optional(MUTUAL_INFORMATION_FILE),
-        report=report,
+        entropy_zyx=read_float_map_on(entropy_path, geometry) if entropy_path.is_file() else None,
+        report=json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {},
     )
-
-
-def predict_arguments(
-    ct_path: Path,
-    out_dir: Path,
-    *,
-    model_path: Path | None,
-    device: str,
-    mc_samples: int,
-) -> list[str]:
-    """``autoctv predict`` arguments for one CT (JSON progress on stdout)."""
-    arguments = [
-        "predict",
-        str(ct_path),
-        "-o",
-        str(out_dir),
-        "--format",
-        "nifti",
-        "--device",
-        device,
-        "--progress",
-        "json",
-    ]
-    if model_path is not None:
-        arguments += ["--model", str(model_path)]
-    if mc_samples > 0:
-        arguments += ["--uncertainty", str(int(mc_samples))]
-    return arguments
-
-
-def complete_arguments(
-    ct_path: Path,
-    sparse_path: Path,
-    out_path: Path,
-    *,
-    method: str,
-    model_path: Path | None,
-    device: str,
-) -> list[str]:
-    """``autoctv complete`` arguments (JSON progress on stdout)."""
-    arguments = [
-        "complete",
-        str(ct_path),
-        str(sparse_path),
-        "-o",
-        str(out_path),
-        "--method",
-        method,
-        "--device",
-        device,
-        "--progress",
-        "json",
-    ]
-    if model_path is not None:
-        arguments += ["--model", str(model_path)]
-    return arguments
 
 
 class CommandJob(Generic[T]):
@@ -187,9 +115,10 @@ class CommandJob(Generic[T]):
         on_progress: ``(stage, fraction 0–1, message)`` for every progress line.
         on_finished: ``(result or None, error message)`` exactly once: result on success;
             ``None`` and ``""`` when cancelled; ``None`` and the one-line error otherwise.
-        python_paths: folders the child needs on ``PYTHONPATH`` (the one holding
-            ``AutoCTVLib`` when it is not installed as a package).
-        python: interpreter for the child (default: ``PythonSlicer`` in Slicer).
+            Not called after :meth:`close`.
+        python_paths: folders the child needs on ``PYTHONPATH``.
+        python: interpreter for the child (default: this one; in Slicer, ``PythonSlicer``).
+        temp_root: parent folder of the work folder (default: the system's temporary folder).
     """
 
     def __init__(
@@ -218,7 +147,7 @@ class CommandJob(Generic[T]):
 
     @property
     def running(self) -> bool:
-        """True from :meth:`start` until ``on_finished`` has been called."""
+        """True from :meth:`start` until the job finished or was closed."""
         return self._job is not None and not self._done
 
     @property
@@ -237,18 +166,18 @@ class CommandJob(Generic[T]):
         """Prepare the inputs and start the child process.
 
         Raises:
-            AutoCTVError: the inputs cannot be written (the work folder is removed again).
+            AutoCTVError: the inputs cannot be written or the interpreter is missing (the work
+                folder is removed again).
         """
         if self._job is not None:
             raise RuntimeError("this job was already started")
-        self.work_dir = Path(tempfile.mkdtemp(prefix="AutoCTV-", dir=self._temp_root))
+        self.work_dir = Path(tempfile.mkdtemp(prefix=WORK_DIR_PREFIX, dir=self._temp_root))
         try:
-            arguments = list(self._prepare(self.work_dir))
-            command = autoctv_command(arguments, python=self._python)
+            command = autoctv_command(list(self._prepare(self.work_dir)), python=self._python)
             self._job = ChildJob(
                 command,
-                on_progress=self._progress,
-                on_log=self._log,
+                on_progress=self.on_progress,
+                on_log=lambda line: logger.debug("autoctv: %s", line),
                 on_finished=self._child_finished,
                 env=child_environment(self._python_paths),
                 cwd=str(self.work_dir),
@@ -258,10 +187,11 @@ class CommandJob(Generic[T]):
             self._remove_work_dir()
             self._job = None
             raise
+        _LIVE_JOBS.add(self)
 
     def poll(self) -> bool:
         """Deliver progress and, at the end, the result; returns :attr:`finished`."""
-        if self._job is not None:
+        if self._job is not None and not self._done:
             self._job.poll()
         return self._done
 
@@ -277,15 +207,24 @@ class CommandJob(Generic[T]):
         if self._job is not None and not self._done:
             self._job.cancel(grace_s)
 
+    def close(self, timeout_s: float = 10.0) -> None:
+        """End the job now, without callbacks, and delete its work folder before returning.
+
+        For a module reload, a scene close or the application's exit, when nobody will poll
+        the job any more. Harmless on a finished job.
+        """
+        if self._job is not None and not self._done:
+            self._done = True
+            self._job.on_progress = self._job.on_finished = None
+            self._job.cancel(grace_s=min(2.0, timeout_s))
+            try:
+                self._job.wait(timeout_s)
+            except TimeoutError:
+                logger.warning("child job %s did not end within %s s", self.pid, timeout_s)
+        self._remove_work_dir()
+        _LIVE_JOBS.discard(self)
+
     # -- internals -------------------------------------------------------------------------
-
-    def _progress(self, stage: str, fraction: float, message: str) -> None:
-        if self.on_progress is not None:
-            self.on_progress(stage, fraction, message)
-
-    @staticmethod
-    def _log(line: str) -> None:
-        logger.debug("autoctv: %s", line)
 
     def _child_finished(self, returncode: int, stderr_text: str) -> None:
         assert self._job is not None
@@ -305,6 +244,7 @@ class CommandJob(Generic[T]):
         finally:
             self._remove_work_dir()
             self._done = True
+            _LIVE_JOBS.discard(self)
         if self.on_finished is not None:
             self.on_finished(self.result, self.error_message)
 
@@ -313,57 +253,60 @@ class CommandJob(Generic[T]):
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
+def close_all_jobs() -> int:
+    """:meth:`CommandJob.close` every job still running; returns how many there were."""
+    jobs = list(_LIVE_JOBS)
+    for job in jobs:
+        job.close()
+    return len(jobs)
+
+
+atexit.register(close_all_jobs)
+
+
 def prepare_prediction(
     ct: Volume, *, model_path: Path | None, device: str, mc_samples: int
 ) -> Callable[[Path], list[str]]:
-    """A ``prepare`` step writing the CT as NRRD and returning ``autoctv predict`` arguments."""
+    """A ``prepare`` step: the CT as NRRD, and the ``autoctv predict`` arguments."""
 
     def prepare(work_dir: Path) -> list[str]:
-        ct_path = write_float_map(ct.array, ct.geometry, work_dir / CT_FILE_NAME)
-        return predict_arguments(
-            ct_path,
-            work_dir / OUTPUT_FOLDER_NAME,
-            model_path=model_path,
-            device=device,
-            mc_samples=mc_samples,
-        )
+        ct_path = write_float_map(ct.array, ct.geometry, work_dir / "ct.nrrd")
+        arguments = ["predict", str(ct_path), "-o", str(work_dir / OUTPUT_FOLDER)]
+        arguments += ["--format", "nifti", "--device", device, "--progress", "json"]
+        if model_path is not None:
+            arguments += ["--model", str(model_path)]
+        if mc_samples > 0:
+            arguments += ["--uncertainty", str(int(mc_samples))]
+        return arguments
 
     return prepare
 
 
 def prepare_completion(
-    ct: Volume,
-    sparse_zyx: np.ndarray,
-    *,
-    method: str,
-    model_path: Path | None,
-    device: str,
+    ct: Volume, sparse_zyx: np.ndarray, *, method: str, model_path: Path | None, device: str
 ) -> Callable[[Path], list[str]]:
-    """A ``prepare`` step writing CT and sparse labelmap and returning ``autoctv complete`` args."""
-    from AutoCTVLib.io.image_files import write_labelmap
+    """A ``prepare`` step: CT and drawing as NRRD, and the ``autoctv complete`` arguments."""
 
     def prepare(work_dir: Path) -> list[str]:
-        ct_path = write_float_map(ct.array, ct.geometry, work_dir / CT_FILE_NAME)
-        sparse_path = write_labelmap(sparse_zyx, ct.geometry, work_dir / SPARSE_FILE_NAME)
-        out_dir = work_dir / OUTPUT_FOLDER_NAME
+        ct_path = write_float_map(ct.array, ct.geometry, work_dir / "ct.nrrd")
+        sparse_path = write_labelmap(sparse_zyx, ct.geometry, work_dir / "sparse.nrrd")
+        out_dir = work_dir / OUTPUT_FOLDER
         out_dir.mkdir()
-        return complete_arguments(
-            ct_path,
-            sparse_path,
-            out_dir / COMPLETED_FILE,
-            method=method,
-            model_path=model_path,
-            device=device,
-        )
+        arguments = ["complete", str(ct_path), str(sparse_path)]
+        arguments += ["-o", str(out_dir / "completed.nii.gz"), "--method", method]
+        arguments += ["--device", device, "--progress", "json"]
+        if model_path is not None:
+            arguments += ["--model", str(model_path)]
+        return arguments
 
     return prepare
 
 
 def read_completion_output(geometry: Geometry) -> Callable[[Path], np.ndarray]:
-    """A ``read_outputs`` step returning the completed labelmap (uint8 0/1) on ``geometry``."""
+    """A ``read_outputs`` step: the completed labelmap (uint8 0/1, z, y, x) on ``geometry``."""
 
     def read(work_dir: Path) -> np.ndarray:
-        labels = read_labelmap(work_dir / OUTPUT_FOLDER_NAME / COMPLETED_FILE, reference=geometry)
-        return (labels.array != 0).astype(np.uint8)
+        path = work_dir / OUTPUT_FOLDER / "completed.nii.gz"
+        return (read_labelmap(path, reference=geometry).array != 0).astype(np.uint8)
 
     return read
