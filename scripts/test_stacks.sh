@@ -17,8 +17,10 @@ cd "$(dirname "$0")/.."
 
 STACK_DIR=.venv-stacks
 # The I/O tests (RTSTRUCT, DICOM CT round trip, DICOM SEG, CT reader, seg.nrrd, image writers,
-# contours), the compatibility module and the Python-version checks. MRML tests need slicer-core,
-# which is not part of these stacks (Slicer brings its own MRML), so they are deselected.
+# contours, HDF5 datasets from DICOM-RT), the torch-free numerics before and after the network
+# (preprocessing, metrics, augmentation), the CLI's error path, the compatibility module and the
+# Python-version checks. MRML tests need slicer-core, which is not part of these stacks (Slicer
+# brings its own MRML), so they are deselected.
 STACK_TESTS=(
   Testing/test_rtstruct.py
   Testing/test_dicom_ct_roundtrip.py
@@ -30,6 +32,11 @@ STACK_TESTS=(
   Testing/test_contours.py
   Testing/test_volume.py
   Testing/test_atomic.py
+  Testing/test_dataset_build.py
+  Testing/test_preprocess.py
+  Testing/test_metrics.py
+  Testing/test_augment.py
+  Testing/test_cli_main.py
   Testing/test_compat.py
   Testing/test_python_versions.py
 )
@@ -80,7 +87,6 @@ prepare_stack() {
   echo "autoctv: preparing stack $name in $venv ($python)" >&2
   rm -rf "$venv"
   "$python" -m venv "$venv" || return 1
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip || return 1
   # shellcheck disable=SC2086 # $pins is a list of requirement specifiers
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     $pins "${COMMON_DEPS[@]}" || return 1
