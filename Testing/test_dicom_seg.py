@@ -411,3 +411,19 @@ def test_written_without_highdicom(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     path = tmp_path / "seg.dcm"
     write_dicom_seg(mask, datasets, path, algorithm_name="AutoCTV", algorithm_version="0.1")
     assert np.array_equal(read_mask_back(path, datasets), mask)
+
+
+@pytest.mark.parametrize("keyword", ["ImagePositionPatient", "FrameOfReferenceUID", "PixelSpacing"])
+def test_ct_without_geometry_is_an_input_error(tmp_path: Path, keyword: str) -> None:
+    geometry = make_geometry("axial", shape_zyx=(3, 8, 8))
+    datasets = make_ct_datasets(geometry, seed="incomplete")
+    delattr(datasets[0], keyword)
+    with pytest.raises(InputError, match=keyword):
+        write_dicom_seg(
+            np.ones(geometry.shape_zyx, bool),
+            datasets,
+            tmp_path / "seg.dcm",
+            algorithm_name="A",
+            algorithm_version="1",
+        )
+    assert not (tmp_path / "seg.dcm").exists()

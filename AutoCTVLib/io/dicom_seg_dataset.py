@@ -114,7 +114,18 @@ def build_segmentation(
             pixel spacing, UIDs).
     """
     first = ct_images[0]
-    _require(first, ("ImageOrientationPatient", "PixelSpacing", "FrameOfReferenceUID"))
+    _require(
+        first,
+        (
+            "StudyInstanceUID",
+            "SeriesInstanceUID",
+            "FrameOfReferenceUID",
+            "ImageOrientationPatient",
+            "PixelSpacing",
+            "Rows",
+            "Columns",
+        ),
+    )
     for image in ct_images:
         _require(image, ("SOPClassUID", "SOPInstanceUID", "ImagePositionPatient"))
     stored = [k for k in range(len(ct_images)) if mask_zyx[k].any()]
