@@ -12,9 +12,10 @@ What differs, and what does not:
   write_like_original=False)`` in pydicom 2.4 (pydicom 3 deprecates that keyword, pydicom 2.4
   does not know the new one). Both take the dataset encoding from
   ``file_meta.TransferSyntaxUID``: :func:`save_dicom_file`.
-* DICOM SEG: highdicom 0.23 and later need pydicom 3; highdicom 0.22 is the last release for
-  pydicom 2.x. :func:`dicom_seg_supported` says whether SEG writing works with what is installed,
-  :func:`highdicom_requirement` which highdicom to install beside the installed pydicom.
+* DICOM SEG: highdicom 0.23 and later need pydicom 3, and highdicom 0.22 (the last release
+  for pydicom 2.x) does not run on numpy 2, so no highdicom serves Slicer 5.10. The SEG writer
+  therefore builds the object with pydicom alone (:mod:`AutoCTVLib.io.dicom_seg_dataset`);
+  :func:`dicom_seg_supported` tells front ends whether SEG export works, and why not.
 * The same in both pydicom versions (no shim needed): ``dcmread`` with ``stop_before_pixels``
   and ``force``; ``Dataset.pixel_array`` for native pixel data; ``generate_uid(prefix,
   entropy_srcs)`` (the same SHA-512 derivation, so seeded UIDs are identical);
@@ -24,27 +25,17 @@ What differs, and what does not:
 * Python 3.9: no ``zip(strict=)``, no ``match``, no runtime ``X | Y`` unions, no parenthesised
   context managers (``Testing/test_python_versions.py`` checks the sources).
 
-This module imports neither torch nor highdicom at import time.
+This module imports neither torch nor highdicom.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
 import os
 import re
 from typing import IO, Union
 
-import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-
-logger = logging.getLogger(__name__)
-
-#: The highdicom release line that still works with pydicom 2.x (0.23 requires pydicom 3).
-HIGHDICOM_FOR_PYDICOM2 = "highdicom>=0.22,<0.23"
-#: highdicom for pydicom 3 (any release from 0.22 on works there).
-HIGHDICOM_FOR_PYDICOM3 = "highdicom>=0.22"
 
 PathOrFile = Union[str, os.PathLike, IO[bytes]]
 
@@ -67,8 +58,6 @@ def version_tuple(text: str) -> tuple[int, ...]:
 PYDICOM_VERSION: tuple[int, ...] = version_tuple(pydicom.__version__)
 #: True under pydicom 3.x or later.
 PYDICOM_3: bool = PYDICOM_VERSION >= (3,)
-#: True under numpy 2.x or later.
-NUMPY_2: bool = version_tuple(np.__version__) >= (2,)
 
 
 def save_dicom_file(dataset: Dataset, target: PathOrFile) -> None:
@@ -94,50 +83,23 @@ def save_dicom_file(dataset: Dataset, target: PathOrFile) -> None:
         dataset.save_as(target, write_like_original=False)
 
 
-def highdicom_requirement(pydicom_version: tuple[int, ...] = PYDICOM_VERSION) -> str:
-    """The pip requirement for a highdicom that works beside ``pydicom_version`` (default: the
-    installed one): installing the newest highdicom next to pydicom 2.x would upgrade pydicom."""
-    return HIGHDICOM_FOR_PYDICOM3 if pydicom_version >= (3,) else HIGHDICOM_FOR_PYDICOM2
+#: The oldest pydicom the core is tested with (Slicer 5.8 and 5.10 bundle 2.4.4).
+MINIMUM_PYDICOM = (2, 4)
 
 
 def dicom_seg_supported() -> tuple[bool, str]:
     """Whether DICOM SEG export works with the installed packages, and why not.
 
+    The SEG writer needs pydicom alone (no highdicom), so this holds on every supported stack;
+    front ends still ask, to offer SEG only where it works and to say why in a tooltip or a CLI
+    error when it does not.
+
     Returns:
-        ``(True, "")`` when highdicom is importable and compatible with the installed pydicom;
-        otherwise ``(False, reason)`` with a one-sentence reason a user can act on (which package
-        to install), for a tooltip or a CLI error.
+        ``(True, "")``, or ``(False, reason)`` with a sentence a user can act on.
     """
-    if not PYDICOM_3 and NUMPY_2:
+    if PYDICOM_VERSION < MINIMUM_PYDICOM:
         return False, (
-            f"DICOM SEG export is unavailable with pydicom {pydicom.__version__} and numpy "
-            f"{np.__version__}: highdicom 0.22, the last release for pydicom 2.x, does not run "
-            "on numpy 2, and later releases need pydicom 3"
-        )
-    try:
-        highdicom = importlib.import_module("highdicom")
-    except ImportError as error:
-        if getattr(error, "name", None) not in (None, "highdicom"):
-            # highdicom is there, but it needs something the installed stack lacks.
-            return False, (
-                f"DICOM SEG export is unavailable: highdicom cannot be imported ({error}); "
-                f"install {highdicom_requirement()!r} to match pydicom {pydicom.__version__}"
-            )
-        return False, (
-            "DICOM SEG export needs the highdicom package; install "
-            f"{highdicom_requirement()!r} (it matches pydicom {pydicom.__version__})"
-        )
-    except Exception as error:  # a broken highdicom install fails in many ways
-        return False, f"DICOM SEG export is unavailable: highdicom fails to import ({error})"
-    version = version_tuple(getattr(highdicom, "__version__", "0"))
-    if version < (0, 22):
-        return False, (
-            f"DICOM SEG export needs highdicom 0.22 or later (found {highdicom.__version__}); "
-            f"install {highdicom_requirement()!r}"
-        )
-    if version >= (0, 23) and not PYDICOM_3:
-        return False, (
-            f"highdicom {highdicom.__version__} needs pydicom 3 but pydicom "
-            f"{pydicom.__version__} is installed; install {HIGHDICOM_FOR_PYDICOM2!r}"
+            f"DICOM SEG export needs pydicom 2.4 or later; pydicom {pydicom.__version__} is "
+            "installed"
         )
     return True, ""

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import io
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pydicom
@@ -89,83 +87,23 @@ def test_seeded_uids_match_between_pydicom_releases() -> None:
     assert generate_uid(entropy_srcs=["autoctv", "stack"]) == EXPECTED_SEEDED_UID
 
 
-@pytest.mark.parametrize(
-    ("version", "requirement"),
-    [((2, 4, 4), "highdicom>=0.22,<0.23"), ((3, 0, 2), "highdicom>=0.22")],
-)
-def test_highdicom_requirement(version: tuple[int, ...], requirement: str) -> None:
-    assert compat.highdicom_requirement(version) == requirement
+def test_dicom_seg_is_supported_on_every_tested_stack() -> None:
+    """The SEG writer needs pydicom alone, so every supported stack can write SEG."""
+    assert compat.dicom_seg_supported() == (True, "")
 
 
-def test_dicom_seg_support_on_this_stack() -> None:
-    """Every tested stack but pydicom 2.x with numpy 2 (Slicer 5.10) installs a highdicom that
-    matches its pydicom; that one reports why SEG export is unavailable."""
-    supported, reason = compat.dicom_seg_supported()
-    if not compat.PYDICOM_3 and compat.NUMPY_2:
-        assert not supported and "numpy 2" in reason
-    else:
-        assert (supported, reason) == (True, "")
-
-
-def _fake_import(
-    monkeypatch: pytest.MonkeyPatch, module: types.ModuleType | None, error: Exception | None
-) -> None:
-    real = importlib.import_module
-
-    def fake(name: str, package: str | None = None) -> types.ModuleType:
-        if name == "highdicom":
-            if error is not None:
-                raise error
-            assert module is not None
-            return module
-        return real(name, package)
-
-    monkeypatch.setattr(compat.importlib, "import_module", fake)
-
-
-def test_dicom_seg_reason_when_highdicom_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compat, "NUMPY_2", False)
-    _fake_import(monkeypatch, None, ModuleNotFoundError("no highdicom", name="highdicom"))
+def test_dicom_seg_reason_on_a_too_old_pydicom(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compat, "PYDICOM_VERSION", (2, 3, 0))
     supported, reason = compat.dicom_seg_supported()
     assert not supported
-    assert "needs the highdicom package" in reason
-    assert compat.highdicom_requirement() in reason
-
-
-def test_dicom_seg_reason_when_highdicom_needs_a_newer_pydicom(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(compat, "NUMPY_2", False)
-    _fake_import(monkeypatch, None, ImportError("cannot import pixels", name="pydicom.pixels"))
-    supported, reason = compat.dicom_seg_supported()
-    assert not supported and "cannot be imported" in reason and "pydicom" in reason
-
-
-@pytest.mark.parametrize(
-    ("highdicom_version", "pydicom_3", "expected"),
-    [
-        ("0.28.2", False, "needs pydicom 3"),
-        ("0.28.2", True, ""),
-        ("0.22.0", False, ""),
-        ("0.22.0", True, ""),
-        ("0.21.1", True, "0.22 or later"),
-    ],
-)
-def test_dicom_seg_checks_the_highdicom_release(
-    monkeypatch: pytest.MonkeyPatch, highdicom_version: str, pydicom_3: bool, expected: str
-) -> None:
-    fake = types.ModuleType("highdicom")
-    fake.__version__ = highdicom_version  # type: ignore[attr-defined]
-    _fake_import(monkeypatch, fake, None)
-    monkeypatch.setattr(compat, "PYDICOM_3", pydicom_3)
-    monkeypatch.setattr(compat, "NUMPY_2", False)
-    supported, reason = compat.dicom_seg_supported()
-    assert supported == (expected == "")
-    assert expected in reason
+    assert "pydicom 2.4 or later" in reason
 
 
 def test_compat_does_not_import_torch_or_highdicom() -> None:
-    code = "import sys, AutoCTVLib.compat; print(sorted({'torch', 'highdicom'} & set(sys.modules)))"
+    code = (
+        "import sys, AutoCTVLib.compat, AutoCTVLib.io.dicom_seg_write; "
+        "print(sorted({'torch', 'highdicom'} & set(sys.modules)))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
@@ -175,7 +113,7 @@ def test_compat_does_not_import_torch_or_highdicom() -> None:
 def test_seg_writer_refuses_with_the_reason(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Where SEG export is unavailable, the writer says why instead of failing inside highdicom."""
+    """Where SEG export is unavailable, the writer says why before writing anything."""
     import numpy as np
 
     from AutoCTVLib.errors import OutputError

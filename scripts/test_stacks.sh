@@ -17,8 +17,10 @@ cd "$(dirname "$0")/.."
 
 STACK_DIR=.venv-stacks
 # The I/O tests (RTSTRUCT, DICOM CT round trip, DICOM SEG, CT reader, seg.nrrd, image writers,
-# contours), the compatibility module and the Python-version checks. MRML tests need slicer-core,
-# which is not part of these stacks (Slicer brings its own MRML), so they are deselected.
+# contours, HDF5 datasets from DICOM-RT), the torch-free numerics before and after the network
+# (preprocessing, metrics, augmentation), the CLI's error path, the compatibility module and the
+# Python-version checks. MRML tests need slicer-core, which is not part of these stacks (Slicer
+# brings its own MRML), so they are deselected.
 STACK_TESTS=(
   Testing/test_rtstruct.py
   Testing/test_dicom_ct_roundtrip.py
@@ -30,16 +32,22 @@ STACK_TESTS=(
   Testing/test_contours.py
   Testing/test_volume.py
   Testing/test_atomic.py
+  Testing/test_dataset_build.py
+  Testing/test_preprocess.py
+  Testing/test_metrics.py
+  Testing/test_augment.py
+  Testing/test_cli_main.py
   Testing/test_compat.py
   Testing/test_python_versions.py
 )
-# Light dependencies shared by every stack (highdicom 0.22 is the last release for pydicom 2.x).
+# Light dependencies shared by every stack. highdicom is only a second SEG reader for the tests
+# (the writer needs pydicom alone); its 0.22 release, the last for pydicom 2.x, runs on numpy 1.x
+# only, so it goes into the Python 3.9 stack alone.
 COMMON_DEPS=(
   "scipy>=1.10"
   "SimpleITK>=2.3"
   "h5py>=3.8"
   "safetensors>=0.4"
-  "highdicom==0.22.0"
   "slicerio>=1.0"
   "pytest>=7.4"
   "pytest-timeout>=2.2"
@@ -61,9 +69,9 @@ find_python() {
     \( -type f -o -type l \) 2>/dev/null | sort -V | tail -n 1
 }
 
-# prepare_stack NAME PYTHON_MINOR NUMPY_SPEC PYDICOM_SPEC: create or refresh the stack's venv.
+# prepare_stack NAME PYTHON_MINOR "PINNED SPECS": create or refresh the stack's venv.
 prepare_stack() {
-  local name="$1" minor="$2" numpy_spec="$3" pydicom_spec="$4" python venv stamp want
+  local name="$1" minor="$2" pins="$3" python venv stamp want
   python="$(find_python "$minor")"
   if [ -z "$python" ]; then
     echo "autoctv: stack $name skipped: no CPython $minor found under $(pyenv_root)/versions" >&2
@@ -71,7 +79,7 @@ prepare_stack() {
   fi
   venv="$STACK_DIR/$name"
   stamp="$venv/.autoctv-stack-stamp"
-  want="$("$python" -c 'import sys; print(sys.version.split()[0])') $numpy_spec $pydicom_spec"
+  want="$("$python" -c 'import sys; print(sys.version.split()[0])') $pins"
   want="$want ${COMMON_DEPS[*]}"
   if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
@@ -79,9 +87,9 @@ prepare_stack() {
   echo "autoctv: preparing stack $name in $venv ($python)" >&2
   rm -rf "$venv"
   "$python" -m venv "$venv" || return 1
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip || return 1
+  # shellcheck disable=SC2086 # $pins is a list of requirement specifiers
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "$numpy_spec" "$pydicom_spec" "${COMMON_DEPS[@]}" || return 1
+    $pins "${COMMON_DEPS[@]}" || return 1
   if "$venv/bin/python" -c 'import torch' >/dev/null 2>&1; then
     echo "autoctv: stack $name must not contain torch" >&2
     return 1
@@ -89,12 +97,12 @@ prepare_stack() {
   echo "$want" >"$stamp"
 }
 
-# run_stack NAME PYTHON_MINOR NUMPY_SPEC PYDICOM_SPEC [pytest args]
+# run_stack NAME PYTHON_MINOR "PINNED SPECS" [pytest args]
 run_stack() {
-  local name="$1" minor="$2" numpy_spec="$3" pydicom_spec="$4" status started
-  shift 4
+  local name="$1" minor="$2" pins="$3" status started
+  shift 3
   started=$SECONDS
-  prepare_stack "$name" "$minor" "$numpy_spec" "$pydicom_spec"
+  prepare_stack "$name" "$minor" "$pins"
   status=$?
   if [ "$status" = 2 ]; then
     return 0
@@ -113,6 +121,6 @@ run_stack() {
 }
 
 failed=0
-run_stack py39-pydicom24 3.9 numpy==1.26.4 pydicom==2.4.4 "$@" || failed=1
-run_stack py312-pydicom24 3.12 numpy==2.0.2 pydicom==2.4.4 "$@" || failed=1
+run_stack py39-pydicom24 3.9 "numpy==1.26.4 pydicom==2.4.4 highdicom==0.22.0" "$@" || failed=1
+run_stack py312-pydicom24 3.12 "numpy==2.0.2 pydicom==2.4.4" "$@" || failed=1
 exit "$failed"

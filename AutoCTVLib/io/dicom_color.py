@@ -51,3 +51,14 @@ def rgb_to_cielab(color_rgb: Sequence[float]) -> tuple[float, float, float]:
     fx, fy, fz = (_lab_curve(v / w) for v, w in zip(xyz, D65_WHITE_XYZ))
     l_star = min(100.0, max(0.0, 116.0 * fy - 16.0))
     return l_star, 500.0 * (fx - fy), 200.0 * (fy - fz)
+
+
+def cielab_to_dicom(lab: Sequence[float]) -> tuple[int, int, int]:
+    """L*a*b* as DICOM's three unsigned 16-bit values (PS3.3 C.10.7.1.1): L* 0–100 and a*, b*
+    −128–127 mapped linearly onto 0–65535 (values outside are clipped)."""
+
+    def scale(value: float, low: float, high: float) -> int:
+        return round(min(max((float(value) - low) / (high - low), 0.0), 1.0) * 0xFFFF)
+
+    l_star, a_star, b_star = lab
+    return scale(l_star, 0.0, 100.0), scale(a_star, -128.0, 127.0), scale(b_star, -128.0, 127.0)

@@ -5,7 +5,8 @@ the k-th CT image in volume order (the order of ``SeriesIdentity.slices``). The 
 ``BINARY`` with one segment, algorithm type ``AUTOMATIC`` and an Algorithm Identification
 Sequence carrying the model's name, version and settings; slices without any CTV voxel are
 omitted. Axial, flipped and oblique series are all written the same way, because every frame
-points at its source CT image and copies that image's position and orientation.
+points at its source CT image and copies that image's position, and the shared functional group
+copies the series' orientation and pixel spacing.
 
 Codes (why these): DICOM's "RT Segmentation Property Category" context group (CID 9580, which
 extends the generic CID 7150 with radiotherapy categories) has ``(130041, DCM, "RT Target")``,
@@ -14,7 +15,10 @@ and "Radiotherapy Target" (CID 9534) has ``(228792002, SCT, "CTV")`` — the SNO
 target, namely a CTV" in the standard's own terms. (Slicer's default DICOM terminology has no
 radiotherapy target entries, so nothing closer exists there.) Both can be overridden.
 
-The file is written atomically; highdicom is needed (``pip install highdicom``).
+The object is built with pydicom alone (:mod:`AutoCTVLib.io.dicom_seg_dataset`), so it is
+written the same way under pydicom 2.4 and 3.x and numpy 1.26 and 2.x (highdicom, which the
+project used before, has no release that runs on pydicom 2.4 with numpy 2, Slicer 5.10's
+stack). The file is written atomically.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from pydicom import dcmread
@@ -33,16 +37,13 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import generate_uid
 
-from AutoCTVLib import __version__
 from AutoCTVLib.compat import dicom_seg_supported, save_dicom_file
 from AutoCTVLib.errors import InputError, OutputError
 from AutoCTVLib.io.atomic import atomic_path
-from AutoCTVLib.io.dicom_color import rgb_to_cielab
+from AutoCTVLib.io.dicom_color import cielab_to_dicom, rgb_to_cielab
+from AutoCTVLib.io.dicom_seg_dataset import SegmentSpec, SeriesSpec, build_segmentation
 from AutoCTVLib.io.identity import SeriesIdentity
 from AutoCTVLib.terminology import CTV_TYPE, RT_TARGET_CATEGORY, CodedConcept
-
-if TYPE_CHECKING:
-    from highdicom.sr import CodedConcept
 
 logger = logging.getLogger(__name__)
 
@@ -119,14 +120,11 @@ def write_dicom_seg(
 
     Raises:
         InputError: the CT images cannot be found, or the mask does not match them.
-        OutputError: the file cannot be written, or highdicom is missing.
+        OutputError: the file cannot be written, or the segmentation is empty.
     """
     supported, reason = dicom_seg_supported()
     if not supported:
         raise OutputError(reason)
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
-
     datasets = _ct_datasets(ct, ct_folder)
     mask = _check_mask(mask_zyx, datasets)
     if not mask.any():
@@ -138,60 +136,41 @@ def write_dicom_seg(
     version = str(algorithm_version).strip()
     if not name or not version:
         raise ValueError("algorithm_name and algorithm_version must not be empty")
-    parameters = {str(k): str(v) for k, v in (algorithm_parameters or {}).items()}
-    algorithm = hd.AlgorithmIdentificationSequence(
-        name=name[:_LO_MAX],
-        family=codes.cid7162.ArtificialIntelligence,
-        version=version[:_LO_MAX],
-        source="AutoCTV",
-        parameters=parameters or None,
+    lab = rgb_to_cielab(color_rgb)
+    segment = SegmentSpec(
+        label=segment_label[:_LO_MAX],
+        description=segment_description or "",
+        category=category,
+        segment_type=segment_type,
+        cielab=cielab_to_dicom(lab),
+        algorithm_name=name,
+        algorithm_version=version,
+        algorithm_parameters={str(k): str(v) for k, v in (algorithm_parameters or {}).items()},
     )
-    description = hd.seg.SegmentDescription(
-        segment_number=1,
-        segment_label=segment_label[:_LO_MAX],
-        segmented_property_category=_code(category),
-        segmented_property_type=_code(segment_type),
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=algorithm,
-    )
-    # Set directly: highdicom 0.22 (the release for pydicom 2.4) has no display_color argument.
-    lab = hd.color.CIELabColor(*rgb_to_cielab(color_rgb)).value
-    description.RecommendedDisplayCIELabValue = [int(v) for v in lab]
-    if segment_description:
-        description.SegmentDescription = segment_description[:_LO_MAX]
-
     if uid_seed is None:
         series_uid, instance_uid = generate_uid(), generate_uid()
     else:
         series_uid = generate_uid(entropy_srcs=[uid_seed, "autoctv-seg-series"])
         instance_uid = generate_uid(entropy_srcs=[uid_seed, "autoctv-seg-instance"])
-
-    segmentation = hd.seg.Segmentation(
-        source_images=datasets,
-        pixel_array=mask.astype(np.uint8),
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[description],
+    series = SeriesSpec(
         series_instance_uid=series_uid,
-        series_number=int(series_number),
         sop_instance_uid=instance_uid,
-        instance_number=1,
-        manufacturer="AutoCTV",
-        manufacturer_model_name=name[:_LO_MAX],
-        software_versions=f"AutoCTVLib {__version__}",
-        device_serial_number="0",
+        series_number=int(series_number),
+        series_description=series_description or f"{segment_label} {name} {version}",
         content_label=make_content_label(content_label or f"{name}_{version}"),
         content_description=(
             content_description or f"{segment_label} by {name} {version} (automatic)"
-        )[:_LO_MAX],
-        omit_empty_frames=True,
+        ),
+        created=datetime.now(),
     )
-    segmentation.SeriesDescription = (series_description or f"{segment_label} {name} {version}")[
-        :_LO_MAX
-    ]
+    segmentation = build_segmentation(mask, datasets, segment, series, manufacturer_model_name=name)
 
     target = Path(path)
     with atomic_path(target, overwrite=overwrite) as tmp:
-        save_dicom_file(segmentation, tmp)
+        try:
+            save_dicom_file(segmentation, tmp)
+        except OSError as error:
+            raise OutputError(f"cannot write the DICOM SEG {target}: {error}") from error
     frames = int(segmentation.NumberOfFrames)
     logger.info("wrote DICOM SEG %s (%d frames)", target, frames)
     return DicomSegInfo(
@@ -252,9 +231,3 @@ def _check_mask(mask_zyx: np.ndarray, datasets: Sequence[Dataset]) -> np.ndarray
             f"images of {expected[1]}×{expected[2]} pixels"
         )
     return mask.astype(bool)
-
-
-def _code(code: CodedConcept) -> CodedConcept:
-    from highdicom.sr import CodedConcept
-
-    return CodedConcept(value=code.value, scheme_designator=code.scheme, meaning=code.meaning)
