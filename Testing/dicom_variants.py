@@ -1,0 +1,229 @@
+"""Build the DICOM variants real archives hold from a plain phantom CT series (test helpers).
+
+Every builder writes a new folder from a plain series written by
+:func:`AutoCTVLib.io.dicom_ct_write.write_ct_series`: blank UIDs, no preamble, another transfer
+syntax (encoded with GDCM, the same on pydicom 2.4 and 3), a gantry tilt, or one multi-frame
+Enhanced / Legacy Converted Enhanced CT file (highdicom). They run under pydicom 2.4 and 3.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from scipy import ndimage
+
+from AutoCTVLib.io.dicom_ct_write import write_ct_series
+from AutoCTVLib.io.identity import SeriesIdentity
+from AutoCTVLib.volume import Geometry, Volume
+
+PYDICOM_MAJOR = int(pydicom.__version__.split(".")[0])
+UID_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID")
+
+
+def save_keeping_meta(dataset: Dataset, path: Path) -> None:
+    """Save ``dataset`` with its file meta exactly as it is (blank UIDs are not filled in)."""
+    if PYDICOM_MAJOR >= 3:
+        dataset.save_as(path, enforce_file_format=False)
+    else:
+        dataset.save_as(path, write_like_original=True)
+
+
+def dicom_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*") if path.is_file())
+
+
+def copy_series(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target
+
+
+def edit_files(folder: Path, edit: Callable[[Dataset], None]) -> None:
+    """Apply ``edit`` to every file's data set and save it back, file meta unchanged."""
+    for path in dicom_files(folder):
+        dataset = pydicom.dcmread(path)
+        edit(dataset)
+        save_keeping_meta(dataset, path)
+
+
+def blank_uids(folder: Path, keywords: Sequence[str] = UID_KEYWORDS) -> Path:
+    """Empty the named UIDs in every data set (the file meta keeps the SOP class/instance)."""
+
+    def blank(dataset: Dataset) -> None:
+        for keyword in keywords:
+            setattr(dataset, keyword, "")
+
+    edit_files(folder, blank)
+    return folder
+
+
+def strip_preamble(folder: Path) -> Path:
+    """Drop the 128-byte preamble and ``DICM`` so each file starts with its meta group."""
+    for path in dicom_files(folder):
+        raw = path.read_bytes()
+        assert raw[128:132] == b"DICM"
+        path.write_bytes(raw[132:])
+    return folder
+
+
+def transcode(folder: Path, syntax: str, *, lossy: bool = False) -> Path:
+    """Re-encode every file in place with GDCM into the transfer syntax named by GDCM's enum
+    (``JPEG2000``, ``JPEG2000Lossless``, ``JPEGBaselineProcess1``, ``JPEGExtendedProcess2_4``,
+    ``JPEGLosslessProcess14_1``, ``JPEGLSLossless``, ``JPEGLSNearLossless``, ``RLELossless``).
+    ``lossy`` asks JPEG, JPEG-LS and JPEG 2000 for real (visible) loss."""
+    import gdcm
+
+    for path in dicom_files(folder):
+        reader = gdcm.ImageReader()
+        reader.SetFileName(str(path))
+        assert reader.Read(), path
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
+        codec = _lossy_codec(syntax) if lossy else None
+        if codec is not None:
+            change.SetUserCodec(codec)
+        change.SetInput(reader.GetImage())
+        assert change.Change(), f"GDCM cannot encode {syntax}"
+        writer = gdcm.ImageWriter()
+        writer.SetFileName(str(path))
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        assert writer.Write(), path
+    return folder
+
+
+def _lossy_codec(syntax: str) -> object | None:
+    import gdcm
+
+    if syntax.startswith("JPEG2000"):
+        codec = gdcm.JPEG2000Codec()
+        codec.SetRate(0, 20.0)  # 20:1 compression
+        return codec
+    if syntax.startswith("JPEGLS"):
+        codec = gdcm.JPEGLSCodec()
+        codec.SetLossless(False)
+        codec.SetLossyError(3)
+        return codec
+    if syntax.startswith("JPEG"):
+        codec = gdcm.JPEGCodec()
+        codec.SetLossless(False)
+        codec.SetQuality(90)
+        return codec
+    return None
+
+
+def deflate(folder: Path) -> Path:
+    """Rewrite every file as Deflated Explicit VR Little Endian."""
+
+    def to_deflated(dataset: Dataset) -> None:
+        dataset.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+        if PYDICOM_MAJOR < 3:
+            dataset.is_little_endian, dataset.is_implicit_VR = True, False
+
+    edit_files(folder, to_deflated)
+    return folder
+
+
+def to_eight_bit(folder: Path, slope_hu: float = 8.0, intercept_hu: float = -1024.0) -> Path:
+    """Store every slice as 8-bit unsigned values with a RescaleSlope (for JPEG baseline)."""
+
+    def quantise(dataset: Dataset) -> None:
+        hu = dataset.pixel_array.astype(np.float64) * float(dataset.RescaleSlope) + float(
+            dataset.RescaleIntercept
+        )
+        stored = np.clip(np.round((hu - intercept_hu) / slope_hu), 0, 255).astype(np.uint8)
+        dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 8, 8, 7
+        dataset.PixelRepresentation = 0
+        dataset.RescaleSlope, dataset.RescaleIntercept = slope_hu, intercept_hu
+        dataset.PixelData = stored.tobytes()
+        for keyword in ("SmallestImagePixelValue", "LargestImagePixelValue"):
+            if keyword in dataset:
+                delattr(dataset, keyword)
+
+    edit_files(folder, quantise)
+    return folder
+
+
+def eight_bit_hounsfield(ct_hu: np.ndarray, slope_hu: float = 8.0) -> np.ndarray:
+    """What :func:`to_eight_bit` keeps of ``ct_hu`` (float32)."""
+    stored = np.clip(np.round((ct_hu + 1024.0) / slope_hu), 0, 255)
+    return (stored * slope_hu - 1024.0).astype(np.float32)
+
+
+def write_tilted(
+    volume: Volume, folder: Path, tan_tilt: float, uid_seed: str = "tilt"
+) -> SeriesIdentity:
+    """Write ``volume`` (an axial grid) as a gantry-tilted series: image k shifted along the
+    column axis by ``k × step × tan_tilt`` mm and filled with the volume's values there, so the
+    images sample the same anatomy at the tilted positions."""
+    geometry = volume.geometry
+    step = geometry.spacing_xyz_mm[2]
+    shift_mm = step * tan_tilt
+    shift_rows = shift_mm / geometry.spacing_xyz_mm[1]
+    sheared = np.empty_like(volume.array)
+    for k in range(volume.array.shape[0]):
+        ndimage.shift(
+            volume.array[k],
+            shift=(-k * shift_rows, 0.0),
+            output=sheared[k],
+            order=1,
+            mode="constant",
+            cval=-1024.0,
+            prefilter=False,
+        )
+    identity = write_ct_series(Volume(np.round(sheared), geometry), folder, uid_seed=uid_seed)
+    column_axis = geometry.direction_matrix[:, 1]
+    normal = geometry.direction_matrix[:, 2]
+    origin = np.asarray(geometry.origin_xyz_mm)
+
+    def tilt(dataset: Dataset) -> None:
+        position = np.asarray([float(v) for v in dataset.ImagePositionPatient])
+        k = round(float((position - origin) @ normal) / step)
+        moved = position + k * shift_mm * column_axis
+        dataset.ImagePositionPatient = [round(float(v), 6) for v in moved]
+        dataset.GantryDetectorTilt = round(float(np.degrees(np.arctan(tan_tilt))), 4)
+
+    edit_files(folder, tilt)
+    return identity
+
+
+def write_multiframe(plain: Path, target: Path, *, enhanced: bool) -> Path:
+    """One Legacy Converted Enhanced CT file from the plain series (highdicom); with
+    ``enhanced`` relabelled as Enhanced CT Image Storage (same functional groups)."""
+    from highdicom.legacy import LegacyConvertedEnhancedCTImage
+
+    datasets = [pydicom.dcmread(path) for path in dicom_files(plain)]
+    image = LegacyConvertedEnhancedCTImage(
+        legacy_datasets=datasets,
+        series_instance_uid=pydicom.uid.generate_uid(),
+        series_number=datasets[0].SeriesNumber,
+        sop_instance_uid=pydicom.uid.generate_uid(),
+        instance_number=1,
+    )
+    if enhanced:
+        enhanced_class = "1.2.840.10008.5.1.4.1.1.2.1"
+        image.SOPClassUID = enhanced_class
+        image.file_meta.MediaStorageSOPClassUID = enhanced_class
+    target.mkdir(parents=True)
+    path = target / "enhanced_ct.dcm"
+    if PYDICOM_MAJOR >= 3:
+        image.save_as(path, enforce_file_format=True)
+    else:
+        image.save_as(path, write_like_original=False)
+    return target
+
+
+def resample_like(volume: Volume, geometry: Geometry, *, nearest: bool) -> np.ndarray:
+    """``volume`` resampled onto ``geometry`` (z, y, x); outside → -1024 (or 0 for labels)."""
+    import SimpleITK as sitk
+
+    image = volume.to_sitk()
+    reference = geometry.to_sitk_reference(sitk.sitkFloat32)
+    interpolator = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
+    outside = 0.0 if nearest else -1024.0
+    resampled = sitk.Resample(image, reference, sitk.Transform(), interpolator, outside)
+    return sitk.GetArrayFromImage(resampled)
