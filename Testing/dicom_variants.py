@@ -101,7 +101,7 @@ def _lossy_codec(syntax: str) -> object | None:
 
     if syntax.startswith("JPEG2000"):
         codec = gdcm.JPEG2000Codec()
-        codec.SetRate(0, 20.0)  # 20:1 compression
+        codec.SetRate(0, 8.0)  # 8:1 compression
         return codec
     if syntax.startswith("JPEGLS"):
         codec = gdcm.JPEGLSCodec()
@@ -128,18 +128,24 @@ def deflate(folder: Path) -> Path:
     return folder
 
 
-def to_eight_bit(folder: Path, slope_hu: float = 8.0, intercept_hu: float = -1024.0) -> Path:
-    """Store every slice as 8-bit unsigned values with a RescaleSlope (for JPEG baseline)."""
+def requantise(
+    folder: Path, bits: int, slope_hu: float = 1.0, intercept_hu: float = -1024.0
+) -> Path:
+    """Store every slice as unsigned ``bits``-bit values (8: JPEG baseline, 12: JPEG extended)
+    with the given RescaleSlope and RescaleIntercept (HU = stored × slope + intercept)."""
 
     def quantise(dataset: Dataset) -> None:
         hu = dataset.pixel_array.astype(np.float64) * float(dataset.RescaleSlope) + float(
             dataset.RescaleIntercept
         )
-        stored = np.clip(np.round((hu - intercept_hu) / slope_hu), 0, 255).astype(np.uint8)
-        dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 8, 8, 7
+        top = 2**bits - 1
+        stored = np.clip(np.round((hu - intercept_hu) / slope_hu), 0, top)
+        dtype = np.uint8 if bits <= 8 else np.uint16
+        dataset.BitsAllocated, dataset.BitsStored = (8 if bits <= 8 else 16), bits
+        dataset.HighBit = bits - 1
         dataset.PixelRepresentation = 0
         dataset.RescaleSlope, dataset.RescaleIntercept = slope_hu, intercept_hu
-        dataset.PixelData = stored.tobytes()
+        dataset.PixelData = stored.astype(dtype).tobytes()
         for keyword in ("SmallestImagePixelValue", "LargestImagePixelValue"):
             if keyword in dataset:
                 delattr(dataset, keyword)
@@ -148,10 +154,12 @@ def to_eight_bit(folder: Path, slope_hu: float = 8.0, intercept_hu: float = -102
     return folder
 
 
-def eight_bit_hounsfield(ct_hu: np.ndarray, slope_hu: float = 8.0) -> np.ndarray:
-    """What :func:`to_eight_bit` keeps of ``ct_hu`` (float32)."""
-    stored = np.clip(np.round((ct_hu + 1024.0) / slope_hu), 0, 255)
-    return (stored * slope_hu - 1024.0).astype(np.float32)
+def requantised_hounsfield(
+    ct_hu: np.ndarray, bits: int, slope_hu: float = 1.0, intercept_hu: float = -1024.0
+) -> np.ndarray:
+    """What :func:`requantise` keeps of ``ct_hu`` (float32)."""
+    stored = np.clip(np.round((ct_hu - intercept_hu) / slope_hu), 0, 2**bits - 1)
+    return (stored * slope_hu + intercept_hu).astype(np.float32)
 
 
 def write_tilted(
