@@ -193,7 +193,8 @@ def write_tilted(
         k = round(float((position - origin) @ normal) / step)
         moved = position + k * shift_mm * column_axis
         dataset.ImagePositionPatient = [round(float(v), 6) for v in moved]
-        dataset.GantryDetectorTilt = round(float(np.degrees(np.arctan(tan_tilt))), 4)
+        # The sign dcm2niix derives from the same positions (it checks the tag against them).
+        dataset.GantryDetectorTilt = round(-float(np.degrees(np.arctan(tan_tilt))), 4)
 
     edit_files(folder, tilt)
     return identity
