@@ -656,6 +656,7 @@ def series_identity(series: SortedSeries, source: Path) -> SeriesIdentity:
             sop_instance_uid=header.sop_instance_uid,
             position_lps_mm=_slice_position(series, k),
             frame_number=None if header.frame_index is None else header.frame_index + 1,
+            source_file=str(header.path),
         )
         for k, header in enumerate(headers)
     )

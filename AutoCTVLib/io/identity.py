@@ -16,6 +16,8 @@ class SliceRef:
     position_lps_mm: tuple[float, float, float]
     frame_number: int | None = None
     """1-based frame of a multi-frame image (Enhanced CT); None for a single-frame image."""
+    source_file: str = field(default="", compare=False)
+    """The file the reader took this image from ("" when not read from a file)."""
 
 
 @dataclass(frozen=True)
