@@ -163,17 +163,25 @@ def requantised_hounsfield(
 
 
 def write_tilted(
-    volume: Volume, folder: Path, tan_tilt: float, uid_seed: str = "tilt"
+    volume: Volume,
+    folder: Path,
+    tan_tilt: float,
+    uid_seed: str = "tilt",
+    prerendered: np.ndarray | None = None,
 ) -> SeriesIdentity:
     """Write ``volume`` (an axial grid) as a gantry-tilted series: image k shifted along the
-    column axis by ``k × step × tan_tilt`` mm and filled with the volume's values there, so the
-    images sample the same anatomy at the tilted positions."""
+    column axis by ``k × step × tan_tilt`` mm and filled with the volume's values there
+    (linear interpolation, −1024 HU outside), so the images sample the same anatomy at the
+    tilted positions; or, when given, the ``prerendered`` images (:func:`tilted_phantom_ct`)."""
     geometry = volume.geometry
     step = geometry.spacing_xyz_mm[2]
     shift_mm = step * tan_tilt
     shift_rows = shift_mm / geometry.spacing_xyz_mm[1]
     sheared = np.empty_like(volume.array)
     for k in range(volume.array.shape[0]):
+        if prerendered is not None:
+            sheared[k] = prerendered[k]
+            continue
         ndimage.shift(
             volume.array[k],
             shift=(-k * shift_rows, 0.0),
@@ -198,6 +206,36 @@ def write_tilted(
 
     edit_files(folder, tilt)
     return identity
+
+
+def tilted_phantom_ct(config: object, tan_tilt: float) -> np.ndarray:
+    """The phantom of ``config`` rendered image by image at a tilted gantry's positions (image k
+    moved along the column axis by ``k × step × tan_tilt`` mm): what a tilted scan acquires,
+    with no interpolation. Each image is rendered noise-free and gets its own Gaussian noise of
+    the phantom's level (rendering one image at a time would repeat one noise pattern in every
+    slice). Returns the images (z, y, x) in HU; ``write_tilted(..., prerendered)`` writes them.
+    """
+    from dataclasses import replace as replace_config
+
+    from AutoCTVLib.phantom import generate_phantom
+
+    plain = generate_phantom(config)  # type: ignore[arg-type]
+    geometry = plain.ct.geometry
+    noise_hu = float(plain.anatomy["noise_hu"])
+    rng = np.random.default_rng(int(getattr(config, "seed", 0)))
+    column_axis = geometry.direction_matrix[:, 1]
+    normal = geometry.direction_matrix[:, 2]
+    step = geometry.spacing_xyz_mm[2]
+    images = []
+    for k in range(geometry.shape_zyx[0]):
+        origin = np.asarray(geometry.origin_xyz_mm) + k * step * (normal + tan_tilt * column_axis)
+        one = Geometry(
+            (1, *geometry.shape_zyx[1:]), geometry.spacing_xyz_mm, tuple(origin), geometry.direction
+        )
+        single = replace_config(config, grid=one, size_xyz=None, spacing_xyz_mm=None, noise_hu=0.0)
+        image = generate_phantom(single).ct.array[0]
+        images.append(np.round(image + rng.normal(0.0, noise_hu, image.shape)))
+    return np.stack(images).astype(np.float32)
 
 
 def write_multiframe(plain: Path, target: Path, *, enhanced: bool) -> Path:
@@ -236,3 +274,77 @@ def resample_like(volume: Volume, geometry: Geometry, *, nearest: bool) -> np.nd
     outside = 0.0 if nearest else -1024.0
     resampled = sitk.Resample(image, reference, sitk.Transform(), interpolator, outside)
     return sitk.GetArrayFromImage(resampled)
+
+
+def scanner_style_anonymised(plain: Path, target: Path) -> Path:
+    """The plain series as a Siemens scanner exports it after an anonymiser has run: Siemens
+    equipment attributes and a private CSA block, JPEG 2000 lossless, and SOPClassUID,
+    SOPInstanceUID, SeriesInstanceUID and StudyInstanceUID present but empty (the file meta
+    still holds the SOP class and instance), patient name empty, dates removed."""
+    folder = copy_series(plain, target)
+
+    def siemens(dataset: Dataset) -> None:
+        dataset.Manufacturer = "SIEMENS"
+        dataset.ManufacturerModelName = "SOMATOM Definition Edge"
+        dataset.SoftwareVersions = "syngo CT VA48A"
+        dataset.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "CT_SOM5 SPI"]
+        dataset.ConvolutionKernel = "Br40d"
+        block = dataset.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+        block.add_new(0x10, "OB", b"SV10\x04\x03\x02\x01" + bytes(24))
+        dataset.PatientName = ""
+        dataset.PatientID = "ANON0001"
+        for keyword in ("StudyDate", "SeriesDate", "ContentDate", "AcquisitionDate"):
+            if keyword in dataset:
+                delattr(dataset, keyword)
+
+    edit_files(folder, siemens)
+    transcode(folder, "JPEG2000Lossless")
+    return blank_uids(folder)
+
+
+def _copy_then(change: Callable[[Path], Path]) -> Callable[[Path, Path, Volume], Path]:
+    def build(plain: Path, target: Path, ct: Volume) -> Path:
+        return change(copy_series(plain, target))
+
+    return build
+
+
+def _tilted(degrees: float) -> Callable[[Path, Path, Volume], Path]:
+    def build(plain: Path, target: Path, ct: Volume) -> Path:
+        write_tilted(ct, target, float(np.tan(np.radians(degrees))))
+        return target
+
+    return build
+
+
+def _multiframe(enhanced: bool) -> Callable[[Path, Path, Volume], Path]:
+    def build(plain: Path, target: Path, ct: Volume) -> Path:
+        return write_multiframe(plain, target, enhanced=enhanced)
+
+    return build
+
+
+#: name → builder(plain series folder, new folder, the CT the plain series holds) → folder.
+VARIANTS: dict[str, Callable[[Path, Path, Volume], Path]] = {
+    "blank UIDs": _copy_then(blank_uids),
+    "no preamble": _copy_then(strip_preamble),
+    "JPEG 2000 lossless": _copy_then(lambda folder: transcode(folder, "JPEG2000Lossless")),
+    "JPEG 2000 lossy (8:1)": _copy_then(lambda folder: transcode(folder, "JPEG2000", lossy=True)),
+    "scanner-style anonymised (Siemens, JPEG 2000, blank UIDs)": lambda plain, target, ct: (
+        scanner_style_anonymised(plain, target)
+    ),
+    "gantry tilt 15°": _tilted(15.0),
+    "Legacy Converted Enhanced CT": _multiframe(False),
+    "Enhanced CT": _multiframe(True),
+}
+
+
+def dice_in_physical_space(label: Volume, reference: Volume) -> float:
+    """Dice of two labelmaps, ``reference`` resampled (nearest) onto ``label``'s grid."""
+    if label.geometry.is_close(reference.geometry):
+        other = np.asarray(reference.array)
+    else:
+        other = resample_like(reference, label.geometry, nearest=True)
+    mine, theirs = np.asarray(label.array) > 0, other > 0
+    total = int(mine.sum()) + int(theirs.sum())
+    return 1.0 if total == 0 else 2.0 * int((mine & theirs).sum()) / total
