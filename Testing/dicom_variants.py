@@ -348,3 +348,16 @@ def dice_in_physical_space(label: Volume, reference: Volume) -> float:
     mine, theirs = np.asarray(label.array) > 0, other > 0
     total = int(mine.sum()) + int(theirs.sum())
     return 1.0 if total == 0 else 2.0 * int((mine & theirs).sum()) / total
+
+
+def dcm2niix_executable() -> str | None:
+    """The dcm2niix program: the PyPI package's (a test dependency), else one on PATH."""
+    try:
+        import dcm2niix
+
+        program = Path(str(dcm2niix.bin))
+        if program.is_file():
+            return str(program)
+    except ImportError:
+        pass
+    return shutil.which("dcm2niix")

@@ -19,10 +19,18 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from dicom_variants import blank_uids, dicom_files, save_keeping_meta, transcode
+from dicom_variants import (
+    blank_uids,
+    dcm2niix_executable,
+    dicom_files,
+    save_keeping_meta,
+    transcode,
+)
 from pydicom.data import get_testdata_file
 
 from AutoCTVLib.io.ct_reader import read_ct
+
+DCM2NIIX = dcm2niix_executable()
 
 
 def ct5n_folder() -> Path:
@@ -104,7 +112,7 @@ def test_real_jpeg2000_ct_image_stacked_into_a_series_reads_like_gdcm(tmp_path: 
         np.testing.assert_array_equal(loaded.volume.array[k], decoded_by_gdcm)
 
 
-@pytest.mark.skipif(shutil.which("dcm2niix") is None, reason="dcm2niix (test dependency) missing")
+@pytest.mark.skipif(DCM2NIIX is None, reason="dcm2niix (a test dependency) is not installed")
 def test_dcm2niix_reads_the_scanner_style_export_like_autoctv(tmp_path: Path) -> None:
     """dcm2niix converts the anonymised JPEG 2000 export (blank UIDs) to the same voxels at the
     same physical positions as our reader. (dcm2niix, like GDCM, finds no DICOM in files
@@ -123,7 +131,7 @@ def test_dcm2niix_reads_the_scanner_style_export_like_autoctv(tmp_path: Path) ->
     folder = scanner_style_anonymised(tmp_path / "plain", tmp_path / "variant")
     (tmp_path / "nii").mkdir()
     subprocess.run(
-        ["dcm2niix", "-z", "n", "-f", "ct", "-o", str(tmp_path / "nii"), str(folder)],
+        [str(DCM2NIIX), "-z", "n", "-f", "ct", "-o", str(tmp_path / "nii"), str(folder)],
         check=True,
         capture_output=True,
     )

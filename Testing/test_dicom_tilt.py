@@ -8,7 +8,6 @@ pixels per slice, closely otherwise), and dcm2niix's tilt-corrected NIfTI must a
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from dicom_variants import dicom_files, resample_like, write_tilted
+from dicom_variants import dcm2niix_executable, dicom_files, resample_like, write_tilted
 
 from AutoCTVLib.errors import GeometryError
 from AutoCTVLib.io.ct_reader import read_ct
@@ -26,6 +25,7 @@ from AutoCTVLib.io.rtstruct_write import RoiSpec, write_rtstruct
 from AutoCTVLib.phantom import PhantomConfig, generate_phantom
 from AutoCTVLib.volume import Volume
 
+DCM2NIIX = dcm2niix_executable()
 # 2.5 mm rows and 5 mm steps: tan(tilt) = 0.5 shifts each image by exactly one row (26.6°).
 SIZE_XYZ = (64, 64, 25)
 SPACING_XYZ_MM = (2.5, 2.5, 5.0)
@@ -79,12 +79,12 @@ def test_fractional_tilt_stays_close_to_the_phantom(phantom_ct: Volume, tmp_path
     assert np.corrcoef(loaded.volume.array[valid], expected)[0, 1] > 0.98
 
 
-@pytest.mark.skipif(shutil.which("dcm2niix") is None, reason="dcm2niix (test dependency) missing")
+@pytest.mark.skipif(DCM2NIIX is None, reason="dcm2niix (a test dependency) is not installed")
 def test_dcm2niix_tilt_correction_agrees(phantom_ct: Volume, tmp_path: Path) -> None:
     write_tilted(phantom_ct, tmp_path / "tilt", tan_tilt=0.5)
     (tmp_path / "nii").mkdir()
     subprocess.run(
-        ["dcm2niix", "-z", "n", "-f", "ct", "-o", str(tmp_path / "nii"), str(tmp_path / "tilt")],
+        [str(DCM2NIIX), "-z", "n", "-f", "ct", "-o", str(tmp_path / "nii"), str(tmp_path / "tilt")],
         check=True,
         capture_output=True,
     )
