@@ -180,6 +180,33 @@ def test_data_set_without_meta_or_preamble_is_read(plain: Path, tmp_path: Path) 
     assert_same_volume(variant, plain)
 
 
+def test_bare_data_set_with_blank_uids_is_taken_for_ct_by_its_modality(
+    plain: Path, tmp_path: Path
+) -> None:
+    """No file meta to fall back on and every UID blank: Modality CT and the image geometry
+    say what it is; every UID is generated and named in the identity."""
+    variant = copy_series(plain, tmp_path / "bare")
+    for path in dicom_files(variant):
+        dataset = pydicom.dcmread(path)
+        for keyword in (*_ALL, "FrameOfReferenceUID"):
+            setattr(dataset, keyword, "")
+        buffer = DicomBytesIO()
+        buffer.is_little_endian, buffer.is_implicit_VR = True, False
+        pydicom.filewriter.write_dataset(buffer, dataset)
+        path.write_bytes(buffer.getvalue())
+    loaded = read_ct(variant)
+    assert_same_volume(variant, plain)
+    assert {s.sop_class_uid for s in loaded.identity.slices} == {pydicom.uid.CTImageStorage}
+    assert set(loaded.identity.generated_uids) == {
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "FrameOfReferenceUID",
+        "SOPClassUID",
+    }
+    assert len({s.sop_instance_uid for s in loaded.identity.slices}) == SHAPE_ZYX[0]
+
+
 def test_ordinary_files_are_not_taken_for_dicom(tmp_path: Path) -> None:
     samples = {
         "notes.txt": b"patient notes\n" * 20,

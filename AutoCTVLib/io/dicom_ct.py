@@ -175,8 +175,8 @@ def scan_dicom_files(source: Path) -> DicomScan:
     if source.is_file():
         if not is_dicom_file(source):
             raise InputError(
-                f"{source} is not a DICOM file (no DICM signature); give a DICOM folder or a "
-                "NIfTI/NRRD/MHA file"
+                f"{source} is not a DICOM file (no DICM signature, and it does not start with a "
+                "DICOM group); give a DICOM folder or a NIfTI/NRRD/MHA file"
             )
         candidates: Iterable[Path] = [source]
     elif source.is_dir():
@@ -642,6 +642,8 @@ def series_identity(series: SortedSeries, source: Path) -> SeriesIdentity:
     if not frame_uid:
         frame_uid = related_uid("frame-of-reference", series_uid)
         generated.append("FrameOfReferenceUID")
+    if any(h.sop_class_inferred for h in headers):
+        generated.append("SOPClassUID")
     for keyword in ("SOPClassUID", "SOPInstanceUID"):
         if any(uid_with_fallback(h.dataset, keyword)[1] == "file meta" for h in headers):
             from_meta.append(keyword)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage
 
 from AutoCTVLib.io.dicom_uids import dataset_uid, uid_with_fallback
 
@@ -39,8 +40,26 @@ class DicomHeader:
 
     @property
     def sop_class_uid(self) -> str:
-        """SOPClassUID, or the file meta's MediaStorageSOPClassUID when it is blank."""
-        return uid_with_fallback(self.dataset, "SOPClassUID")[0]
+        """SOPClassUID, or the file meta's MediaStorageSOPClassUID when it is blank; for a
+        single-frame CT image with neither (modality CT, an image position), CT Image Storage."""
+        value = uid_with_fallback(self.dataset, "SOPClassUID")[0]
+        if not value and self.sop_class_inferred:
+            return CTImageStorage
+        return value
+
+    @property
+    def sop_class_inferred(self) -> bool:
+        """True when the SOP class is blank everywhere (data set and file meta, or no file meta
+        at all) and the header describes a single-frame CT image: Modality CT, an image
+        position, Rows and Columns."""
+        if uid_with_fallback(self.dataset, "SOPClassUID")[0]:
+            return False
+        dataset = self.dataset
+        return (
+            self.modality.upper() == "CT"
+            and all(keyword in dataset for keyword in ("ImagePositionPatient", "Rows", "Columns"))
+            and "NumberOfFrames" not in dataset
+        )
 
     @property
     def sop_instance_uid(self) -> str:
