@@ -6,6 +6,8 @@ read back on the plain series' grid with the plain series' voxels, never collaps
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ from AutoCTVLib.io.ct_reader import read_ct
 from AutoCTVLib.io.dicom_ct_write import write_ct_series
 from AutoCTVLib.io.dicom_files import is_dicom_file
 from AutoCTVLib.io.dicom_uids import is_valid_uid
+from AutoCTVLib.io.rtstruct_write import RoiSpec, write_rtstruct
 from AutoCTVLib.volume import Volume
 
 SHAPE_ZYX = (7, 12, 10)
@@ -249,3 +252,38 @@ def test_save_keeping_meta_keeps_blank_uids_blank(plain: Path, tmp_path: Path) -
     assert again.SOPInstanceUID == ""
     meta = dataset.file_meta
     assert again.file_meta.MediaStorageSOPInstanceUID == meta.MediaStorageSOPInstanceUID
+
+
+@pytest.mark.skipif(
+    shutil.which("dciodvfy") is None,
+    reason="dciodvfy (dicom3tools) is not installed; install dicom3tools to run this check",
+)
+def test_rtstruct_for_a_blank_uid_series_references_generated_uids_and_validates(
+    plain: Path, tmp_path: Path
+) -> None:
+    variant = blank_uids(copy_series(plain, tmp_path / "blank"), (*_ALL, "FrameOfReferenceUID"))
+    loaded = read_ct(variant)
+    identity = loaded.identity
+    mask = np.zeros(SHAPE_ZYX, dtype=bool)
+    mask[2:5, 3:9, 2:8] = True
+    path = tmp_path / "rtstruct.dcm"
+    write_rtstruct(
+        [RoiSpec("CTV", mask, (255, 0, 0), interpreted_type="CTV")],
+        identity,
+        loaded.volume.geometry,
+        path,
+        series_description="blank-UID test",
+        structure_set_label="CTV",
+    )
+    structure_set = pydicom.dcmread(path)
+    frame = structure_set.ReferencedFrameOfReferenceSequence[0]
+    assert frame.FrameOfReferenceUID == identity.frame_of_reference_uid
+    study = frame.RTReferencedStudySequence[0]
+    assert study.ReferencedSOPInstanceUID == identity.study_instance_uid
+    assert study.RTReferencedSeriesSequence[0].SeriesInstanceUID == identity.series_instance_uid
+    for uid in (structure_set.StudyInstanceUID, identity.series_instance_uid):
+        assert is_valid_uid(uid)
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+    output = result.stdout + result.stderr
+    assert "RTStructureSet" in output
+    assert [line for line in output.splitlines() if line.startswith("Error")] == [], output
