@@ -2,12 +2,14 @@
 
 Steps, each with its own error a physicist can act on:
 
-1. **Scan.** Every file below the folder (recursively) that is DICOM — with the Part 10
-   preamble (``DICM`` at byte 128), or starting with the file meta group or a bare data set as
-   some archives export (:mod:`AutoCTVLib.io.dicom_files`) — is read with pydicom, header only.
+1. **Scan** (:mod:`AutoCTVLib.io.dicom_scan`). Every file below the folder (recursively) that
+   is DICOM — with the Part 10 preamble (``DICM`` at byte 128), or starting with the file meta
+   group or a bare data set as some archives export (:mod:`AutoCTVLib.io.dicom_files`) — is
+   read with pydicom, header only.
    Other files are ignored; DICOM files pydicom cannot parse are skipped with a warning.
-2. **Select.** CT images are CT Image Storage and the multi-frame Enhanced CT and Legacy
-   Converted Enhanced CT, whose frames become one image each
+2. **Select** (:mod:`AutoCTVLib.io.dicom_series_select`). CT images are CT Image Storage
+   and the multi-frame Enhanced CT and Legacy Converted Enhanced CT, whose frames become one
+   image each
    (:mod:`AutoCTVLib.io.dicom_multiframe`). Blank SOP class or instance UIDs are taken from the
    file meta; images without any usable UID get derived ones (:mod:`AutoCTVLib.io.dicom_uids`).
    Images are grouped by SeriesInstanceUID, or — when it is blank — by frame of reference,
@@ -47,35 +49,54 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydicom.uid import UID, CTImageStorage
 
 from AutoCTVLib.errors import (
     GeometryError,
     InputError,
     MemoryBudgetError,
-    NotCTError,
-    SeriesSelectionError,
 )
 from AutoCTVLib.io.dicom_files import is_dicom_file, read_dicom
 from AutoCTVLib.io.dicom_header import DicomHeader
-from AutoCTVLib.io.dicom_multiframe import MULTIFRAME_CT_CLASSES, FramePixels, frame_headers
-from AutoCTVLib.io.dicom_series_grouping import group_ct_series, with_instance_uids
+from AutoCTVLib.io.dicom_multiframe import FramePixels
+from AutoCTVLib.io.dicom_scan import DicomScan, scan_dicom_files, scan_warnings
+from AutoCTVLib.io.dicom_series_select import (
+    CT_CLASSES,
+    ENHANCED_CT_CLASSES,
+    class_name,
+    select_ct_series,
+)
 from AutoCTVLib.io.dicom_tilt import Shear, fit_shear, origin_for_shear, resample_sheared
 from AutoCTVLib.io.dicom_uids import (
     dataset_uid,
-    instance_uid_from_content,
     related_uid,
     uid_with_fallback,
 )
 from AutoCTVLib.io.identity import SeriesIdentity, SliceRef
 from AutoCTVLib.volume import Geometry, Volume
+
+__all__ = [
+    "CT_CLASSES",
+    "ENHANCED_CT_CLASSES",
+    "MIN_SLICES",
+    "DicomHeader",
+    "DicomScan",
+    "SortedSeries",
+    "check_memory_budget",
+    "is_dicom_file",
+    "load_hounsfield",
+    "read_dicom_ct",
+    "scan_dicom_files",
+    "select_ct_series",
+    "series_identity",
+    "sort_and_check_slices",
+    "tilt_warning",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -93,20 +114,7 @@ SPACING_TOLERANCE_FRACTION = 0.01
 IN_PLANE_TOLERANCE_PIXELS = 0.1
 """A slice may sit this many (smallest) pixel spacings off the stacking line (tilt check)."""
 
-ENHANCED_CT_CLASSES = MULTIFRAME_CT_CLASSES
-CT_CLASSES = frozenset({CTImageStorage, *MULTIFRAME_CT_CLASSES})
-_MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
 _MAX_LISTED = 10
-
-
-@dataclass(frozen=True)
-class DicomScan:
-    """What a scan of files found: DICOM headers, plus counts of what was skipped."""
-
-    source: Path
-    headers: tuple[DicomHeader, ...]
-    non_dicom_files: int
-    unreadable_files: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -138,7 +146,7 @@ def read_dicom_ct(
     source = Path(path)
     single_file = source.is_file()
     scan = scan_dicom_files(source)
-    warnings = list(_scan_warnings(scan))
+    warnings = list(scan_warnings(scan))
     chosen, selection_warnings = select_ct_series(scan, series_uid)
     warnings.extend(selection_warnings)
     hint = (
@@ -158,201 +166,6 @@ def read_dicom_ct(
         )
     logger.debug("read CT series %s: %s", identity.series_instance_uid, series.geometry.describe())
     return Volume(ct_hu, series.geometry), identity, tuple(warnings)
-
-
-# --- scanning -----------------------------------------------------------------------------------
-
-
-def _files_below(folder: Path) -> Iterable[Path]:
-    for root, directories, files in os.walk(folder):
-        directories.sort()
-        for name in sorted(files):
-            yield Path(root) / name
-
-
-def scan_dicom_files(source: Path) -> DicomScan:
-    """Read the header of every DICOM file at ``source`` (a file, or a folder recursively)."""
-    if source.is_file():
-        if not is_dicom_file(source):
-            raise InputError(
-                f"{source} is not a DICOM file (no DICM signature, and it does not start with a "
-                "DICOM group); give a DICOM folder or a NIfTI/NRRD/MHA file"
-            )
-        candidates: Iterable[Path] = [source]
-    elif source.is_dir():
-        candidates = _files_below(source)
-    else:
-        raise InputError(f"{source} does not exist")
-    headers: list[DicomHeader] = []
-    non_dicom = 0
-    unreadable: list[str] = []
-    for candidate in candidates:
-        if not is_dicom_file(candidate):
-            non_dicom += 1
-            continue
-        try:
-            dataset = read_dicom(candidate, header_only=True)
-        except Exception as error:  # any parse failure means "not usable", never a crash
-            logger.debug("cannot parse %s: %s", candidate, error)
-            unreadable.append(str(candidate))
-            continue
-        header = DicomHeader(candidate, dataset)
-        if not header.sop_class_uid:  # pydicom parses truncated files leniently
-            unreadable.append(str(candidate))
-            continue
-        headers.append(header)
-    return DicomScan(source, tuple(headers), non_dicom, tuple(unreadable))
-
-
-def _scan_warnings(scan: DicomScan) -> Iterable[str]:
-    if scan.unreadable_files:
-        listed = ", ".join(Path(name).name for name in scan.unreadable_files[:_MAX_LISTED])
-        yield f"skipped {len(scan.unreadable_files)} unreadable DICOM file(s): {listed}"
-    if scan.non_dicom_files:
-        logger.debug("ignored %d non-DICOM files in %s", scan.non_dicom_files, scan.source)
-
-
-# --- series selection -----------------------------------------------------------------------------
-
-
-def _class_name(sop_class_uid: str) -> str:
-    if sop_class_uid in ENHANCED_CT_CLASSES:
-        return ENHANCED_CT_CLASSES[sop_class_uid]
-    name = UID(sop_class_uid).name if sop_class_uid else ""
-    return name or sop_class_uid or "unknown SOP class"
-
-
-def _describe_objects(headers: Sequence[DicomHeader]) -> str:
-    """'MR Image Storage (modality MR, 1 series, 3 files); ...' for error messages."""
-    groups: dict[tuple[str, str], list[DicomHeader]] = defaultdict(list)
-    for header in headers:
-        groups[(_class_name(header.sop_class_uid), header.modality or "?")].append(header)
-    parts = []
-    for (class_name, modality), members in sorted(groups.items()):
-        series_count = len({member.series_uid for member in members})
-        parts.append(
-            f"{class_name} (modality {modality}, {series_count} series, {len(members)} file(s))"
-        )
-    return "; ".join(parts)
-
-
-def _describe_series(uid: str, headers: Sequence[DicomHeader]) -> str:
-    description = str(headers[0].dataset.get("SeriesDescription", "") or "").strip()
-    label = f'"{description}"' if description else "no description"
-    return f"{uid} ({label}, {len(headers)} slices)"
-
-
-def select_ct_series(
-    scan: DicomScan, series_uid: str | None
-) -> tuple[list[DicomHeader], tuple[str, ...]]:
-    """The headers of the one CT series to read, and warnings about what was left out."""
-    headers = [h for h in scan.headers if h.sop_class_uid != _MEDIA_DIRECTORY]
-    if not headers and scan.unreadable_files:
-        raise InputError(
-            f"none of the {len(scan.unreadable_files)} DICOM file(s) in {scan.source} could be "
-            "read; they may be truncated or damaged"
-        )
-    if not headers:
-        raise InputError(
-            f"no DICOM files found in {scan.source}; to read a NIfTI, NRRD or MHA file give "
-            "the file itself"
-        )
-    warnings: list[str] = []
-    ct_images: list[DicomHeader] = []
-    localizers = 0
-    for header in headers:
-        if header.sop_class_uid not in CT_CLASSES:
-            continue
-        frames = (
-            frame_headers(header.path, header.dataset)
-            if header.sop_class_uid in MULTIFRAME_CT_CLASSES
-            else [header]
-        )
-        for frame in frames:
-            if frame.is_localizer:
-                localizers += 1
-            else:
-                ct_images.append(frame)
-    if localizers:
-        warnings.append(f"ignored {localizers} CT localizer (scout) image(s)")
-    ct_images, uid_warnings = with_instance_uids(ct_images)
-    ct_series, grouping_warnings = group_ct_series(ct_images)
-    warnings.extend(uid_warnings + grouping_warnings)
-
-    if series_uid is not None:
-        if series_uid in ct_series:
-            return _unique_instances(ct_series[series_uid], warnings), tuple(warnings)
-        others = [h for h in headers if h.series_uid == series_uid]
-        if others:
-            raise NotCTError(
-                f"series {series_uid} is not a CT image series (not a CT): it holds "
-                f"{_describe_objects(others)}"
-            )
-        available = "; ".join(_describe_series(uid, hs) for uid, hs in sorted(ct_series.items()))
-        raise SeriesSelectionError(
-            f"series {series_uid} was not found in {scan.source}; CT series there: "
-            f"{available or 'none'}"
-        )
-
-    if not ct_series:
-        if localizers:
-            raise GeometryError(
-                f"{scan.source} holds only CT localizer (scout) images, no CT volume series"
-            )
-        if scan.source.is_file():
-            raise NotCTError(
-                f"{scan.source.name} is not a CT image: it is "
-                f"{_class_name(headers[0].sop_class_uid)} (modality {headers[0].modality or '?'}); "
-                "AutoCTV needs a CT Image Storage series"
-            )
-        raise NotCTError(
-            f"{scan.source} holds no CT image series (not a CT): found "
-            f"{_describe_objects(headers)}; AutoCTV needs a CT Image Storage series"
-        )
-    if len(ct_series) > 1:
-        listed = "; ".join(_describe_series(uid, hs) for uid, hs in sorted(ct_series.items()))
-        raise SeriesSelectionError(
-            f"{scan.source} holds {len(ct_series)} CT series; choose one with --series-uid "
-            f"(series_uid=...): {listed}"
-        )
-    (only,) = ct_series.values()
-    return _unique_instances(only, warnings), tuple(warnings)
-
-
-def _unique_instances(headers: list[DicomHeader], warnings: list[str]) -> list[DicomHeader]:
-    """Drop repeated copies of the same image (same SOP instance, frame and position).
-
-    Different images that share one SOP instance UID (a broken anonymiser) are all kept, under
-    UIDs derived from their contents, so a series is never collapsed to one slice.
-    """
-    by_uid: dict[tuple[str, int | None], list[DicomHeader]] = defaultdict(list)
-    for header in headers:
-        by_uid[(header.sop_instance_uid, header.frame_index)].append(header)
-    kept: list[DicomHeader] = []
-    copies = 0
-    renamed = 0
-    for members in by_uid.values():
-        positions = {_position_key(member) for member in members}
-        if len(positions) == 1:
-            kept.append(members[0])
-            copies += len(members) - 1
-            continue
-        for member in members:
-            uid = instance_uid_from_content(member.path, member.frame_index)
-            kept.append(replace(member, generated_instance_uid=uid))
-        renamed += len(members)
-    if copies:
-        warnings.append(f"ignored {copies} duplicate copies of CT images")
-    if renamed:
-        warnings.append(
-            f"{renamed} CT images at different positions share SOP instance UIDs; new UIDs were "
-            "derived from their contents"
-        )
-    return kept
-
-
-def _position_key(header: DicomHeader) -> str:
-    return str(list(header.dataset.get("ImagePositionPatient") or []))
 
 
 # --- geometry -------------------------------------------------------------------------------------
@@ -599,7 +412,7 @@ def _stored_pixels(header: DicomHeader, frames: FramePixels) -> np.ndarray:
         syntax = str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
         raise InputError(
             f"cannot read the pixel data of {header.name} (transfer syntax "
-            f"{_class_name(syntax) if syntax else 'unknown'}): {_one_line(error)}"
+            f"{class_name(syntax) if syntax else 'unknown'}): {_one_line(error)}"
         ) from error
 
 
