@@ -20,9 +20,12 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.valuerep import format_number_as_ds
 
 from AutoCTVLib.io.dicom_files import read_dicom
 from AutoCTVLib.io.identity import SeriesIdentity, SliceRef
+
+_SAME_POSITION_MM = 1e-4
 
 
 def has_source_files(identity: SeriesIdentity) -> bool:
@@ -46,9 +49,18 @@ def seg_sources(identity: SeriesIdentity, mask_zyx: np.ndarray) -> tuple[list[Da
     for ref in identity.slices:
         dataset = read_dicom(Path(ref.source_file), header_only=True)
         _set_uids(dataset, identity, ref)
-        dataset.ImagePositionPatient = [float(v) for v in ref.position_lps_mm]
+        _set_position(dataset, ref)
         datasets.append(dataset)
     return datasets, np.asarray(mask_zyx)
+
+
+def _set_position(item: Dataset, ref: SliceRef) -> None:
+    """ImagePositionPatient := the grid slice's position, where it differs (tilted series)."""
+    written = [float(v) for v in item.get("ImagePositionPatient") or []]
+    wanted = [float(v) for v in ref.position_lps_mm]
+    if len(written) == 3 and np.allclose(written, wanted, atol=_SAME_POSITION_MM):
+        return
+    item.ImagePositionPatient = [format_number_as_ds(value) for value in wanted]
 
 
 def _set_uids(dataset: Dataset, identity: SeriesIdentity, ref: SliceRef) -> None:
@@ -76,6 +88,5 @@ def _multiframe_sources(
         index = int(ref.frame_number or 0) - 1
         ordered[index] = mask[k]
         if per_frame and "PlanePositionSequence" in per_frame[index]:
-            position = per_frame[index].PlanePositionSequence[0]
-            position.ImagePositionPatient = [float(v) for v in ref.position_lps_mm]
+            _set_position(per_frame[index].PlanePositionSequence[0], ref)
     return [dataset], ordered
