@@ -22,7 +22,8 @@ class NotCTError(InputError):
 
 
 class GeometryError(InputError):
-    """The image geometry is unusable: too few slices, gaps, non-uniform spacing, tilt, 2D."""
+    """The image geometry is unusable: too few slices, gaps, non-uniform spacing, shifted images,
+    2D."""
 
 
 class SeriesSelectionError(InputError):

@@ -1,15 +1,22 @@
-"""Find, check and load one DICOM CT series (CT Image Storage) from a folder.
+"""Find, check and load one DICOM CT series from a folder.
 
 Steps, each with its own error a physicist can act on:
 
-1. **Scan.** Every file below the folder (recursively) whose bytes 128–131 read ``DICM`` is read
-   with pydicom, header only. Other files are ignored (DICOM files without the Part 10 preamble
-   are not supported). DICOM files pydicom cannot parse are skipped with a warning.
-2. **Select.** Images are grouped by SeriesInstanceUID; only CT Image Storage counts as CT
-   (localizer images, ImageType ``LOCALIZER``, are dropped with a warning). No CT but other
-   objects (MR, RT Dose, secondary capture, RTSTRUCT, ...) → :class:`NotCTError`; Enhanced
-   (multi-frame) CT is not supported. Several CT series and no ``series_uid`` →
-   :class:`SeriesSelectionError` listing each of them.
+1. **Scan** (:mod:`AutoCTVLib.io.dicom_scan`). Every file below the folder (recursively) that
+   is DICOM — with the Part 10 preamble (``DICM`` at byte 128), or starting with the file meta
+   group or a bare data set as some archives export (:mod:`AutoCTVLib.io.dicom_files`) — is
+   read with pydicom, header only.
+   Other files are ignored; DICOM files pydicom cannot parse are skipped with a warning.
+2. **Select** (:mod:`AutoCTVLib.io.dicom_series_select`). CT images are CT Image Storage
+   and the multi-frame Enhanced CT and Legacy Converted Enhanced CT, whose frames become one
+   image each
+   (:mod:`AutoCTVLib.io.dicom_multiframe`). Blank SOP class or instance UIDs are taken from the
+   file meta; images without any usable UID get derived ones (:mod:`AutoCTVLib.io.dicom_uids`).
+   Images are grouped by SeriesInstanceUID, or — when it is blank — by frame of reference,
+   orientation and pixel grid (:mod:`AutoCTVLib.io.dicom_series_grouping`), with a warning.
+   Localizer images (ImageType ``LOCALIZER``) are dropped with a warning. No CT but other
+   objects (MR, RT Dose, secondary capture, RTSTRUCT, ...) → :class:`NotCTError`. Several CT
+   series and no ``series_uid`` → :class:`SeriesSelectionError` listing each of them.
 3. **Geometry.** Slices are ordered by the projection of ImagePositionPatient onto the slice
    normal ``n = row × column`` of ImageOrientationPatient, never by file name or
    InstanceNumber, and must form one regular grid:
@@ -19,45 +26,77 @@ Steps, each with its own error a physicist can act on:
    * the same Rows/Columns, ImageOrientationPatient (±1e-4 per cosine) and PixelSpacing
      (±0.001 mm) on every slice;
    * no two slices at the same position (closer than 0.01 mm along ``n``);
-   * positions stacked along ``n``: no slice may sit more than a tenth of the smallest pixel
-     spacing off the line through the first slice along ``n`` (gantry tilt or shifted images
-     are rejected; AutoCTV does not resample them);
+   * positions stacked along ``n``, or sheared along one line (gantry tilt): a tilted series is
+     resampled onto an orthogonal grid with a warning (:mod:`AutoCTVLib.io.dicom_tilt`); a
+     slice more than a tenth of the smallest pixel spacing off that line (shifted images) is
+     refused;
    * uniform steps along ``n``: every slice within ``max(0.01 mm, 1 % of the step)`` of its
      place on the regular grid. A step that is a whole multiple of the common step is
      reported as missing slices, with their positions.
 4. **Load.** A memory estimate (voxels × 4 bytes for float32) is checked against the budget
-   before any pixel data is read; then each file is read once and RescaleSlope /
-   RescaleIntercept are applied per slice, giving float32 Hounsfield units.
+   before any pixel data is read; then each file is read once (any transfer syntax pydicom's
+   installed decoders handle: JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE,
+   deflate) and RescaleSlope / RescaleIntercept are applied per slice (per frame), giving
+   float32 Hounsfield units.
 
-The grid: origin = ImagePositionPatient of the first slice in that order; direction columns =
-row direction (i), column direction (j) and ``n`` (k); spacing = (column spacing, row spacing,
-slice step), i.e. (PixelSpacing[1], PixelSpacing[0], step) in mm.
+The grid: origin = ImagePositionPatient of the first slice in that order (moved in plane for a
+tilted series); direction columns = row direction (i), column direction (j) and ``n`` (k);
+spacing = (column spacing, row spacing, slice step), i.e. (PixelSpacing[1], PixelSpacing[0],
+step) in mm.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.uid import UID, CTImageStorage
 
 from AutoCTVLib.errors import (
     GeometryError,
     InputError,
     MemoryBudgetError,
-    NotCTError,
-    SeriesSelectionError,
+)
+from AutoCTVLib.io.dicom_files import is_dicom_file, read_dicom
+from AutoCTVLib.io.dicom_header import DicomHeader
+from AutoCTVLib.io.dicom_multiframe import FramePixels
+from AutoCTVLib.io.dicom_scan import DicomScan, scan_dicom_files, scan_warnings
+from AutoCTVLib.io.dicom_series_select import (
+    CT_CLASSES,
+    ENHANCED_CT_CLASSES,
+    class_name,
+    select_ct_series,
+)
+from AutoCTVLib.io.dicom_tilt import Shear, fit_shear, origin_for_shear, resample_sheared
+from AutoCTVLib.io.dicom_uids import (
+    dataset_uid,
+    related_uid,
+    uid_with_fallback,
 )
 from AutoCTVLib.io.identity import SeriesIdentity, SliceRef
 from AutoCTVLib.volume import Geometry, Volume
+
+__all__ = [
+    "CT_CLASSES",
+    "ENHANCED_CT_CLASSES",
+    "MIN_SLICES",
+    "DicomHeader",
+    "DicomScan",
+    "SortedSeries",
+    "check_memory_budget",
+    "is_dicom_file",
+    "load_hounsfield",
+    "read_dicom_ct",
+    "scan_dicom_files",
+    "select_ct_series",
+    "series_identity",
+    "sort_and_check_slices",
+    "tilt_warning",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -75,52 +114,7 @@ SPACING_TOLERANCE_FRACTION = 0.01
 IN_PLANE_TOLERANCE_PIXELS = 0.1
 """A slice may sit this many (smallest) pixel spacings off the stacking line (tilt check)."""
 
-ENHANCED_CT_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image Storage",
-    "1.2.840.10008.5.1.4.1.1.2.2": "Legacy Converted Enhanced CT Image Storage",
-}
-_MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
 _MAX_LISTED = 10
-
-
-@dataclass(frozen=True)
-class DicomHeader:
-    """One DICOM file's header (no pixel data) and where it lies."""
-
-    path: Path
-    dataset: Dataset
-
-    @property
-    def sop_class_uid(self) -> str:
-        return str(self.dataset.get("SOPClassUID", ""))
-
-    @property
-    def sop_instance_uid(self) -> str:
-        return str(self.dataset.get("SOPInstanceUID", ""))
-
-    @property
-    def series_uid(self) -> str:
-        return str(self.dataset.get("SeriesInstanceUID", ""))
-
-    @property
-    def modality(self) -> str:
-        return str(self.dataset.get("Modality", "") or "")
-
-    @property
-    def is_localizer(self) -> bool:
-        image_type = self.dataset.get("ImageType") or []
-        values = [image_type] if isinstance(image_type, str) else list(image_type)
-        return "LOCALIZER" in [str(value).upper() for value in values]
-
-
-@dataclass(frozen=True)
-class DicomScan:
-    """What a scan of files found: DICOM headers, plus counts of what was skipped."""
-
-    source: Path
-    headers: tuple[DicomHeader, ...]
-    non_dicom_files: int
-    unreadable_files: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -129,6 +123,8 @@ class SortedSeries:
 
     headers: tuple[DicomHeader, ...]
     geometry: Geometry
+    shear: Shear | None = None
+    """Set for a gantry-tilted series: how to shift each image onto ``geometry``."""
 
 
 def read_dicom_ct(
@@ -150,195 +146,26 @@ def read_dicom_ct(
     source = Path(path)
     single_file = source.is_file()
     scan = scan_dicom_files(source)
-    warnings = list(_scan_warnings(scan))
+    warnings = list(scan_warnings(scan))
     chosen, selection_warnings = select_ct_series(scan, series_uid)
     warnings.extend(selection_warnings)
     hint = (
         "; give the folder that holds the whole series, not one of its files" if single_file else ""
     )
     series = sort_and_check_slices(chosen, hint=hint)
+    if series.shear is not None:
+        warnings.append(tilt_warning(series.shear))
     check_memory_budget(series.geometry.shape_zyx, memory_budget_bytes, str(source))
     ct_hu = load_hounsfield(series)
     identity = series_identity(series, source)
+    if identity.generated_uids:
+        warnings.append(
+            "the CT series has blank or invalid UIDs ("
+            + ", ".join(identity.generated_uids)
+            + "); outputs reference newly generated UIDs, which report.json lists"
+        )
     logger.debug("read CT series %s: %s", identity.series_instance_uid, series.geometry.describe())
     return Volume(ct_hu, series.geometry), identity, tuple(warnings)
-
-
-# --- scanning -----------------------------------------------------------------------------------
-
-
-def is_dicom_file(path: Path) -> bool:
-    """True when the file carries the DICOM Part 10 signature ``DICM`` at byte 128."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def _files_below(folder: Path) -> Iterable[Path]:
-    for root, directories, files in os.walk(folder):
-        directories.sort()
-        for name in sorted(files):
-            yield Path(root) / name
-
-
-def scan_dicom_files(source: Path) -> DicomScan:
-    """Read the header of every DICOM file at ``source`` (a file, or a folder recursively)."""
-    if source.is_file():
-        if not is_dicom_file(source):
-            raise InputError(
-                f"{source} is not a DICOM file (no DICM signature); give a DICOM folder or a "
-                "NIfTI/NRRD/MHA file"
-            )
-        candidates: Iterable[Path] = [source]
-    elif source.is_dir():
-        candidates = _files_below(source)
-    else:
-        raise InputError(f"{source} does not exist")
-    headers: list[DicomHeader] = []
-    non_dicom = 0
-    unreadable: list[str] = []
-    for candidate in candidates:
-        if not is_dicom_file(candidate):
-            non_dicom += 1
-            continue
-        try:
-            dataset = pydicom.dcmread(candidate, stop_before_pixels=True)
-        except Exception as error:  # any parse failure means "not usable", never a crash
-            logger.debug("cannot parse %s: %s", candidate, error)
-            unreadable.append(str(candidate))
-            continue
-        if not dataset.get("SOPClassUID"):  # pydicom parses truncated files leniently
-            unreadable.append(str(candidate))
-            continue
-        headers.append(DicomHeader(candidate, dataset))
-    return DicomScan(source, tuple(headers), non_dicom, tuple(unreadable))
-
-
-def _scan_warnings(scan: DicomScan) -> Iterable[str]:
-    if scan.unreadable_files:
-        listed = ", ".join(Path(name).name for name in scan.unreadable_files[:_MAX_LISTED])
-        yield f"skipped {len(scan.unreadable_files)} unreadable DICOM file(s): {listed}"
-    if scan.non_dicom_files:
-        logger.debug("ignored %d non-DICOM files in %s", scan.non_dicom_files, scan.source)
-
-
-# --- series selection -----------------------------------------------------------------------------
-
-
-def _class_name(sop_class_uid: str) -> str:
-    if sop_class_uid in ENHANCED_CT_CLASSES:
-        return ENHANCED_CT_CLASSES[sop_class_uid]
-    name = UID(sop_class_uid).name if sop_class_uid else ""
-    return name or sop_class_uid or "unknown SOP class"
-
-
-def _describe_objects(headers: Sequence[DicomHeader]) -> str:
-    """'MR Image Storage (modality MR, 1 series, 3 files); ...' for error messages."""
-    groups: dict[tuple[str, str], list[DicomHeader]] = defaultdict(list)
-    for header in headers:
-        groups[(_class_name(header.sop_class_uid), header.modality or "?")].append(header)
-    parts = []
-    for (class_name, modality), members in sorted(groups.items()):
-        series_count = len({member.series_uid for member in members})
-        parts.append(
-            f"{class_name} (modality {modality}, {series_count} series, {len(members)} file(s))"
-        )
-    return "; ".join(parts)
-
-
-def _describe_series(uid: str, headers: Sequence[DicomHeader]) -> str:
-    description = str(headers[0].dataset.get("SeriesDescription", "") or "").strip()
-    label = f'"{description}"' if description else "no description"
-    return f"{uid} ({label}, {len(headers)} slices)"
-
-
-def select_ct_series(
-    scan: DicomScan, series_uid: str | None
-) -> tuple[list[DicomHeader], tuple[str, ...]]:
-    """The headers of the one CT series to read, and warnings about what was left out."""
-    headers = [h for h in scan.headers if h.sop_class_uid != _MEDIA_DIRECTORY]
-    if not headers and scan.unreadable_files:
-        raise InputError(
-            f"none of the {len(scan.unreadable_files)} DICOM file(s) in {scan.source} could be "
-            "read; they may be truncated or damaged"
-        )
-    if not headers:
-        raise InputError(
-            f"no DICOM files found in {scan.source}; to read a NIfTI, NRRD or MHA file give "
-            "the file itself"
-        )
-    warnings: list[str] = []
-    ct_series: dict[str, list[DicomHeader]] = defaultdict(list)
-    localizers = 0
-    for header in headers:
-        if header.sop_class_uid != CTImageStorage:
-            continue
-        if header.is_localizer:
-            localizers += 1
-            continue
-        ct_series[header.series_uid].append(header)
-    if localizers:
-        warnings.append(f"ignored {localizers} CT localizer (scout) image(s)")
-    enhanced = [h for h in headers if h.sop_class_uid in ENHANCED_CT_CLASSES]
-
-    if series_uid is not None:
-        if series_uid in ct_series:
-            return _unique_instances(ct_series[series_uid], warnings), tuple(warnings)
-        others = [h for h in headers if h.series_uid == series_uid]
-        if others:
-            raise NotCTError(
-                f"series {series_uid} is not a CT image series (not a CT): it holds "
-                f"{_describe_objects(others)}"
-            )
-        available = "; ".join(_describe_series(uid, hs) for uid, hs in sorted(ct_series.items()))
-        raise SeriesSelectionError(
-            f"series {series_uid} was not found in {scan.source}; CT series there: "
-            f"{available or 'none'}"
-        )
-
-    if not ct_series:
-        if localizers:
-            raise GeometryError(
-                f"{scan.source} holds only CT localizer (scout) images, no CT volume series"
-            )
-        if enhanced:
-            raise InputError(
-                f"{scan.source} holds {_class_name(enhanced[0].sop_class_uid)} (multi-frame), "
-                "which is not supported; export the CT as classic single-frame CT Image Storage"
-            )
-        if scan.source.is_file():
-            raise NotCTError(
-                f"{scan.source.name} is not a CT image: it is "
-                f"{_class_name(headers[0].sop_class_uid)} (modality {headers[0].modality or '?'}); "
-                "AutoCTV needs a CT Image Storage series"
-            )
-        raise NotCTError(
-            f"{scan.source} holds no CT image series (not a CT): found "
-            f"{_describe_objects(headers)}; AutoCTV needs a CT Image Storage series"
-        )
-    if enhanced:
-        warnings.append(f"ignored {len(enhanced)} Enhanced CT object(s), which are not supported")
-    if len(ct_series) > 1:
-        listed = "; ".join(_describe_series(uid, hs) for uid, hs in sorted(ct_series.items()))
-        raise SeriesSelectionError(
-            f"{scan.source} holds {len(ct_series)} CT series; choose one with --series-uid UID: "
-            f"{listed}"
-        )
-    (only,) = ct_series.values()
-    return _unique_instances(only, warnings), tuple(warnings)
-
-
-def _unique_instances(headers: list[DicomHeader], warnings: list[str]) -> list[DicomHeader]:
-    """Drop repeated copies of the same SOP instance (the same image stored twice)."""
-    seen: dict[str, DicomHeader] = {}
-    for header in headers:
-        seen.setdefault(header.sop_instance_uid, header)
-    if len(seen) < len(headers):
-        warnings.append(f"ignored {len(headers) - len(seen)} duplicate copies of CT images")
-    return list(seen.values())
 
 
 # --- geometry -------------------------------------------------------------------------------------
@@ -348,7 +175,7 @@ def _required(header: DicomHeader, keyword: str) -> Any:
     value = header.dataset.get(keyword)
     if value is None or value == "":
         raise GeometryError(
-            f"CT image {header.path.name} lacks {keyword}; the slice geometry cannot be known"
+            f"CT image {header.name} lacks {keyword}; the slice geometry cannot be known"
         )
     return value
 
@@ -358,9 +185,9 @@ def _floats(header: DicomHeader, keyword: str, count: int) -> np.ndarray:
     try:
         numbers = np.asarray([float(v) for v in value], dtype=float)
     except (TypeError, ValueError) as error:
-        raise GeometryError(f"CT image {header.path.name} has an unreadable {keyword}") from error
+        raise GeometryError(f"CT image {header.name} has an unreadable {keyword}") from error
     if numbers.shape != (count,) or not np.all(np.isfinite(numbers)):
-        raise GeometryError(f"CT image {header.path.name} has an invalid {keyword}: {value}")
+        raise GeometryError(f"CT image {header.name} has an invalid {keyword}: {value}")
     return numbers
 
 
@@ -398,24 +225,24 @@ def sort_and_check_slices(headers: Sequence[DicomHeader], *, hint: str = "") -> 
     for header in headers[1:]:
         if (int(_required(header, "Rows")), int(_required(header, "Columns"))) != (rows, columns):
             raise GeometryError(
-                f"slices differ in size: {first.path.name} is {columns}×{rows} pixels but "
-                f"{header.path.name} is {header.dataset.Columns}×{header.dataset.Rows}"
+                f"slices differ in size: {first.name} is {columns}×{rows} pixels but "
+                f"{header.name} is {header.dataset.Columns}×{header.dataset.Rows}"
             )
         other = _floats(header, "ImageOrientationPatient", 6)
         if np.max(np.abs(other - orientation)) > ORIENTATION_TOLERANCE:
             raise GeometryError(
                 "slices do not share one orientation (ImageOrientationPatient differs between "
-                f"{first.path.name} and {header.path.name})"
+                f"{first.name} and {header.name})"
             )
         other_spacing = _floats(header, "PixelSpacing", 2)
         if np.max(np.abs(other_spacing - pixel_spacing)) > PIXEL_SPACING_TOLERANCE_MM:
             raise GeometryError(
                 f"slices differ in pixel spacing: {pixel_spacing.tolist()} mm in "
-                f"{first.path.name}, {other_spacing.tolist()} mm in {header.path.name}"
+                f"{first.name}, {other_spacing.tolist()} mm in {header.name}"
             )
     if min(pixel_spacing) <= 0:
         raise GeometryError(f"PixelSpacing must be positive, got {pixel_spacing.tolist()} mm")
-    row_axis, column_axis = _orthonormal_axes(orientation, first.path.name)
+    row_axis, column_axis = _orthonormal_axes(orientation, first.name)
     normal = np.cross(row_axis, column_axis)
 
     positions = np.stack([_floats(h, "ImagePositionPatient", 3) for h in headers])
@@ -425,16 +252,20 @@ def sort_and_check_slices(headers: Sequence[DicomHeader], *, hint: str = "") -> 
     positions, along = positions[order], along[order]
 
     _check_duplicates(ordered, along)
-    _check_stacking(positions, normal, float(min(pixel_spacing)), along)
+    spacing_ij = (float(pixel_spacing[1]), float(pixel_spacing[0]))
+    shear = _check_stacking(positions, row_axis, column_axis, normal, spacing_ij)
     step = _check_uniform_steps(along)
+    origin = positions[0]
+    if shear is not None:
+        origin = origin_for_shear(positions[0], shear, row_axis, column_axis, spacing_ij)
 
     geometry = Geometry(
         shape_zyx=(len(ordered), rows, columns),
-        spacing_xyz_mm=(float(pixel_spacing[1]), float(pixel_spacing[0]), step),
-        origin_xyz_mm=tuple(positions[0]),
+        spacing_xyz_mm=(spacing_ij[0], spacing_ij[1], step),
+        origin_xyz_mm=tuple(origin),
         direction=tuple(np.column_stack([row_axis, column_axis, normal]).ravel()),
     )
-    return SortedSeries(tuple(ordered), geometry)
+    return SortedSeries(tuple(ordered), geometry, shear)
 
 
 def _check_duplicates(ordered: Sequence[DicomHeader], along: np.ndarray) -> None:
@@ -444,24 +275,38 @@ def _check_duplicates(ordered: Sequence[DicomHeader], along: np.ndarray) -> None
         k = int(duplicates[0])
         raise GeometryError(
             f"two different CT images lie at the same position ({along[k]:.3f} mm along the "
-            f"slice normal): {ordered[k].path.name} and {ordered[k + 1].path.name}; "
+            f"slice normal): {ordered[k].name} and {ordered[k + 1].name}; "
             f"{duplicates.size} duplicate position(s) in all"
         )
 
 
 def _check_stacking(
-    positions: np.ndarray, normal: np.ndarray, pixel_spacing_mm: float, along: np.ndarray
-) -> None:
-    offsets = positions - positions[0]
-    in_plane = offsets - np.outer(offsets @ normal, normal)
-    drift_mm = np.linalg.norm(in_plane, axis=1)
-    if float(drift_mm.max()) > IN_PLANE_TOLERANCE_PIXELS * pixel_spacing_mm:
-        tilt_deg = float(np.degrees(np.arctan2(drift_mm[-1], along[-1] - along[0])))
+    positions: np.ndarray,
+    row_axis: np.ndarray,
+    column_axis: np.ndarray,
+    normal: np.ndarray,
+    spacing_ij_mm: tuple[float, float],
+) -> Shear | None:
+    """None when the slices are stacked along the normal; the shear of a gantry-tilted series;
+    raises when slices are shifted in a way no single tilt explains."""
+    tolerance = IN_PLANE_TOLERANCE_PIXELS * min(spacing_ij_mm)
+    shear, misfit = fit_shear(positions, row_axis, column_axis, normal, spacing_ij_mm, tolerance)
+    if misfit > tolerance:
         raise GeometryError(
-            "the slices are not stacked along their normal (gantry tilt of about "
-            f"{tilt_deg:.1f}°, or shifted images; largest offset {drift_mm.max():.2f} mm): "
-            "tilted series are rejected because AutoCTV does not resample them"
+            "the slices are not stacked along their normal nor along one tilted line (shifted "
+            f"images: a slice lies {misfit:.2f} mm off the line through the others); AutoCTV "
+            "cannot tell where such images belong"
         )
+    return shear
+
+
+def tilt_warning(shear: Shear) -> str:
+    """The warning given when a gantry-tilted series is resampled."""
+    return (
+        f"gantry tilt of about {shear.tilt_deg:.1f}°: the slices were shifted in plane (by up "
+        f"to {shear.largest_shift_mm:.1f} mm, linear interpolation) onto an orthogonal grid; "
+        "voxels outside the scanned field are filled with the series' lowest value"
+    )
 
 
 def _common_step(steps: np.ndarray) -> float:
@@ -522,51 +367,99 @@ def check_memory_budget(shape_zyx: Sequence[int], budget_bytes: int, source: str
 
 
 def load_hounsfield(series: SortedSeries) -> np.ndarray:
-    """Pixel data of every slice in k order as float32 HU (z, y, x), read once per file."""
+    """Pixel data of every slice in k order as float32 HU (z, y, x), read once per file.
+
+    RescaleSlope and RescaleIntercept come from each image's header (for a frame of a
+    multi-frame image, from its Pixel Value Transformation functional group). A gantry-tilted
+    series is resampled onto ``series.geometry`` (see :mod:`AutoCTVLib.io.dicom_tilt`).
+    """
     shape = series.geometry.shape_zyx
     ct_hu = np.empty(shape, dtype=np.float32)
+    frames = FramePixels()
     for k, header in enumerate(series.headers):
-        dataset: Dataset | None = None
-        try:
-            dataset = pydicom.dcmread(header.path)
-            stored = dataset.pixel_array
-        except Exception as error:  # decoding failures depend on the transfer syntax
-            meta = getattr(dataset, "file_meta", None)
-            syntax = str(meta.get("TransferSyntaxUID", "?")) if meta is not None else "?"
-            raise InputError(
-                f"cannot read the pixel data of {header.path.name} (transfer syntax "
-                f"{_class_name(syntax)}): {error}"
-            ) from error
+        stored = _stored_pixels(header, frames)
         if stored.shape != shape[1:]:
             raise GeometryError(
-                f"pixel data of {header.path.name} has shape {stored.shape}, expected "
+                f"pixel data of {header.name} has shape {stored.shape}, expected "
                 f"{shape[1]}×{shape[2]} (Rows×Columns)"
             )
-        slope = float(dataset.get("RescaleSlope", 1) or 1)
-        intercept = float(dataset.get("RescaleIntercept", 0) or 0)
+        try:
+            slope = float(header.dataset.get("RescaleSlope", 1) or 1)
+            intercept = float(header.dataset.get("RescaleIntercept", 0) or 0)
+        except (TypeError, ValueError):
+            slope = intercept = float("nan")
         if not (np.isfinite(slope) and np.isfinite(intercept)):
-            raise InputError(f"{header.path.name} has an invalid RescaleSlope/RescaleIntercept")
+            raise InputError(f"{header.name} has an invalid RescaleSlope/RescaleIntercept")
         if slope == 1.0:
             ct_hu[k] = stored
             if intercept:
                 ct_hu[k] += np.float32(intercept)
         else:
             ct_hu[k] = stored * slope + intercept
+    if series.shear is not None:
+        ct_hu = resample_sheared(ct_hu, series.shear)
     return ct_hu
 
 
+def _stored_pixels(header: DicomHeader, frames: FramePixels) -> np.ndarray:
+    """The stored values of one image (or frame), (rows, columns)."""
+    try:
+        if header.frame_index is not None:
+            return frames.frame(header.path, header.frame_index)
+        return np.asarray(read_dicom(header.path, header_only=False).pixel_array)
+    except Exception as error:  # decoding failures depend on the transfer syntax
+        meta = getattr(header.dataset, "file_meta", None)
+        syntax = str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
+        raise InputError(
+            f"cannot read the pixel data of {header.name} (transfer syntax "
+            f"{class_name(syntax) if syntax else 'unknown'}): {_one_line(error)}"
+        ) from error
+
+
+def _one_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(lines)[:300] or type(error).__name__
+
+
 def series_identity(series: SortedSeries, source: Path) -> SeriesIdentity:
-    """Patient, study, series and frame-of-reference identity, slices in k order."""
-    first = series.headers[0].dataset
-    frames = {str(h.dataset.get("FrameOfReferenceUID", "") or "") for h in series.headers}
+    """Patient, study, series and frame-of-reference identity, slices in k order.
+
+    Blank or invalid study, series, frame-of-reference and SOP instance UIDs are replaced by
+    generated ones (:mod:`AutoCTVLib.io.dicom_uids`), named in ``generated_uids``; SOP class and
+    instance UIDs taken from the file meta are named in ``uids_from_file_meta``.
+    """
+    headers = series.headers
+    first = headers[0].dataset
+    series_uid = headers[0].series_uid
+    frames = {dataset_uid(h.dataset, "FrameOfReferenceUID") for h in headers} - {""}
     if len(frames) > 1:
         raise InputError(
-            f"the slices of CT series {first.get('SeriesInstanceUID', '?')} belong to "
+            f"the slices of CT series {series_uid or '?'} belong to "
             f"{len(frames)} different frames of reference (FrameOfReferenceUID)"
         )
 
     def text(keyword: str) -> str:
         return str(first.get(keyword, "") or "")
+
+    generated: list[str] = []
+    from_meta: list[str] = []
+    study_uid = dataset_uid(first, "StudyInstanceUID")
+    if not study_uid:
+        study_uid = related_uid("study", series_uid)
+        generated.append("StudyInstanceUID")
+    if not dataset_uid(first, "SeriesInstanceUID"):
+        generated.append("SeriesInstanceUID")
+    if any(h.generated_instance_uid for h in headers):
+        generated.append("SOPInstanceUID")
+    frame_uid = next(iter(frames)) if frames else ""
+    if not frame_uid:
+        frame_uid = related_uid("frame-of-reference", series_uid)
+        generated.append("FrameOfReferenceUID")
+    if any(h.sop_class_inferred for h in headers):
+        generated.append("SOPClassUID")
+    for keyword in ("SOPClassUID", "SOPInstanceUID"):
+        if any(uid_with_fallback(h.dataset, keyword)[1] == "file meta" for h in headers):
+            from_meta.append(keyword)
 
     try:
         series_number = int(first.get("SeriesNumber") or 0)
@@ -576,27 +469,39 @@ def series_identity(series: SortedSeries, source: Path) -> SeriesIdentity:
         SliceRef(
             sop_class_uid=header.sop_class_uid,
             sop_instance_uid=header.sop_instance_uid,
-            position_lps_mm=tuple(float(v) for v in header.dataset.ImagePositionPatient),
+            position_lps_mm=_slice_position(series, k),
+            frame_number=None if header.frame_index is None else header.frame_index + 1,
+            source_file=str(header.path),
         )
-        for header in series.headers
+        for k, header in enumerate(headers)
     )
     return SeriesIdentity(
         patient_id=text("PatientID"),
         patient_name=text("PatientName"),
         patient_sex=text("PatientSex"),
         patient_birth_date=text("PatientBirthDate"),
-        study_instance_uid=text("StudyInstanceUID"),
+        study_instance_uid=study_uid,
         study_id=text("StudyID"),
         study_date=text("StudyDate"),
         study_time=text("StudyTime"),
         accession_number=text("AccessionNumber"),
         referring_physician_name=text("ReferringPhysicianName"),
         study_description=text("StudyDescription"),
-        series_instance_uid=text("SeriesInstanceUID"),
+        series_instance_uid=series_uid,
         series_number=series_number,
         series_description=text("SeriesDescription"),
-        frame_of_reference_uid=text("FrameOfReferenceUID"),
+        frame_of_reference_uid=frame_uid,
         modality=text("Modality") or "CT",
         slices=slices,
         source=str(source),
+        generated_uids=tuple(generated),
+        uids_from_file_meta=tuple(from_meta),
     )
+
+
+def _slice_position(series: SortedSeries, k: int) -> tuple[float, float, float]:
+    """Image k's ImagePositionPatient; for a tilted series, where slice k lies on the grid."""
+    if series.shear is None:
+        return tuple(float(v) for v in series.headers[k].dataset.ImagePositionPatient)
+    corner = series.geometry.index_to_physical(np.asarray([[0.0, 0.0, float(k)]]))[0]
+    return tuple(float(v) for v in corner)

@@ -42,6 +42,7 @@ from AutoCTVLib.errors import InputError, OutputError
 from AutoCTVLib.io.atomic import atomic_path
 from AutoCTVLib.io.dicom_color import cielab_to_dicom, rgb_to_cielab
 from AutoCTVLib.io.dicom_seg_dataset import SegmentSpec, SeriesSpec, build_segmentation
+from AutoCTVLib.io.dicom_seg_sources import has_source_files, seg_sources
 from AutoCTVLib.io.identity import SeriesIdentity
 from AutoCTVLib.terminology import CTV_TYPE, RT_TARGET_CATEGORY, CodedConcept
 
@@ -125,8 +126,13 @@ def write_dicom_seg(
     supported, reason = dicom_seg_supported()
     if not supported:
         raise OutputError(reason)
-    datasets = _ct_datasets(ct, ct_folder)
-    mask = _check_mask(mask_zyx, datasets)
+    if isinstance(ct, SeriesIdentity) and has_source_files(ct):
+        # The files the reader used, with the UIDs (and tilt positions) it decided on.
+        datasets, mask_frames = seg_sources(ct, np.asarray(mask_zyx))
+        mask = _check_mask(mask_frames, datasets)
+    else:
+        datasets = _ct_datasets(ct, ct_folder)
+        mask = _check_mask(mask_zyx, datasets)
     if not mask.any():
         raise OutputError(
             f"the {segment_label} segmentation is empty; a DICOM SEG needs at least one voxel"
@@ -224,7 +230,8 @@ def _ct_datasets(
 
 def _check_mask(mask_zyx: np.ndarray, datasets: Sequence[Dataset]) -> np.ndarray:
     mask = np.asarray(mask_zyx)
-    expected = (len(datasets), int(datasets[0].Rows), int(datasets[0].Columns))
+    frames = sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in datasets)
+    expected = (frames, int(datasets[0].Rows), int(datasets[0].Columns))
     if mask.shape != expected:
         raise InputError(
             f"the mask has shape {mask.shape} (z, y, x) but the CT series has {expected[0]} "

@@ -14,6 +14,10 @@ class SliceRef:
     sop_class_uid: str
     sop_instance_uid: str
     position_lps_mm: tuple[float, float, float]
+    frame_number: int | None = None
+    """1-based frame of a multi-frame image (Enhanced CT); None for a single-frame image."""
+    source_file: str = field(default="", compare=False)
+    """The file the reader took this image from ("" when not read from a file)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,11 @@ class SeriesIdentity:
     series_number: int = 1
     series_description: str = ""
     source: str = ""
+    generated_uids: tuple[str, ...] = ()
+    """UIDs that were blank or invalid in the input and were generated (e.g.
+    "SeriesInstanceUID"); outputs reference the generated ones."""
+    uids_from_file_meta: tuple[str, ...] = ()
+    """UIDs blank in the data set and taken from the file meta ("SOPClassUID", ...)."""
 
     @property
     def kind(self) -> str:
@@ -52,6 +61,9 @@ class SeriesIdentity:
         data = asdict(self)
         data["slice_count"] = len(self.slices)
         del data["slices"]
+        data["input_uids_generated"] = bool(self.generated_uids)
+        data["generated_uids"] = list(self.generated_uids)
+        data["uids_from_file_meta"] = list(self.uids_from_file_meta)
         data["kind"] = self.kind
         return data
 

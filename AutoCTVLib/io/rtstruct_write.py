@@ -317,6 +317,8 @@ def _referenced_frame_of_reference(ct: SeriesIdentity) -> Dataset:
         image = Dataset()
         image.ReferencedSOPClassUID = ref.sop_class_uid
         image.ReferencedSOPInstanceUID = ref.sop_instance_uid
+        if ref.frame_number is not None:
+            image.ReferencedFrameNumber = ref.frame_number
         images.append(image)
     series = Dataset()
     series.SeriesInstanceUID = ct.series_instance_uid
@@ -359,6 +361,8 @@ def _roi_contour(
             image = Dataset()
             image.ReferencedSOPClassUID = slice_ref.sop_class_uid
             image.ReferencedSOPInstanceUID = slice_ref.sop_instance_uid
+            if slice_ref.frame_number is not None:
+                image.ReferencedFrameNumber = slice_ref.frame_number
             contour.ContourImageSequence = [image]
             contour.ContourGeometricType = "CLOSED_PLANAR"
             contour.NumberOfContourPoints = len(points_lps_mm)
