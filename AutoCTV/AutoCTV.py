@@ -50,13 +50,14 @@ def _add_source_tree_library() -> None:
 _add_source_tree_library()
 
 from AutoCTVLib.cli.child import POLL_INTERVAL_MS  # noqa: E402
+from AutoCTVLib.models.bundled import ctv_model_summary  # noqa: E402
 from AutoCTVLib.options import (  # noqa: E402
     COMPLETION_METHODS,
     DEVICE_CHOICES,
     NETWORK_COMPLETION_METHODS,
 )
 from AutoCTVSlicerLib import dicom_export, heat_map  # noqa: E402
-from AutoCTVSlicerLib.logic import AutoContourSettings, AutoCTVCoreLogic, model_summary  # noqa: E402
+from AutoCTVSlicerLib.logic import AutoContourSettings, AutoCTVCoreLogic  # noqa: E402
 from AutoCTVSlicerLib.placement import remove_with_display_nodes  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -326,7 +327,7 @@ class AutoCTVWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         key = str(modelPath)
         if self._modelInfoCache[0] != key:
             try:
-                info = model_summary(modelPath if _isSet(modelPath) else None)
+                info = ctv_model_summary(modelPath if _isSet(modelPath) else None)
             except Exception as error:  # a bad file is reported here, not as a pop-up
                 info = f"Model not usable: {error}"
             self._modelInfoCache = (key, info)

@@ -279,7 +279,8 @@ from mrml_support import new_scene
 import AutoCTVSlicerLib.dependencies, AutoCTVSlicerLib.dicom_export, AutoCTVSlicerLib.self_test
 from AutoCTVLib.options import COMPLETION_METHODS, DEVICE_CHOICES
 from AutoCTVLib.volume import Geometry, Volume
-from AutoCTVSlicerLib.logic import AutoContourSettings, AutoCTVCoreLogic, model_summary
+from AutoCTVLib.models.bundled import ctv_model_summary
+from AutoCTVSlicerLib.logic import AutoContourSettings, AutoCTVCoreLogic
 from AutoCTVSlicerLib.segmentation_nodes import add_segmentation_node
 from AutoCTVSlicerLib.volume_nodes import add_volume_node
 scene = new_scene()
@@ -290,7 +291,7 @@ drawn[[1, 4], 2:6, 2:6] = 1
 node = add_segmentation_node(drawn, ct_node)
 segment = node.GetSegmentation().GetNthSegmentID(0)
 print(AutoCTVCoreLogic().drawn_slices(ct_node, node, segment))
-print(model_summary(None).split(";")[0])
+print(ctv_model_summary(None).split(";")[0])
 print([AutoContourSettings(device=d).device for d in DEVICE_CHOICES], COMPLETION_METHODS)
 print(sys.modules["torch"])
 """
