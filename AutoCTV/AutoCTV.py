@@ -241,7 +241,11 @@ class AutoCTVWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
             volumes = slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-            cts = [v for v in volumes if not heat_map.is_uncertainty_node(v)]
+            cts = [
+                v
+                for v in volumes
+                if not (heat_map.is_uncertainty_node(v) or v.IsA("vtkMRMLLabelMapVolumeNode"))
+            ]
             if cts:
                 self._parameterNode.inputVolume = cts[0]
 
@@ -643,10 +647,15 @@ class AutoCTVLogic(ScriptedLoadableModuleLogic, AutoCTVCoreLogic):
         Ctrl+Z in the Segment Editor restores it); returns that undo."""
         from AutoCTVSlicerLib.segmentation_nodes import reference_volume
 
-        editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+        segmentEditor = slicer.modules.segmenteditor.widgetRepresentation().self()
+        # The editor ignores setSegmentationNode without its parameter node, which it drops
+        # when the scene closes and selects again only when the module is entered.
+        segmentEditor.selectParameterNode()
+        editor = segmentEditor.editor
         editor.setSegmentationNode(segmentationNode)
-        if reference_volume(segmentationNode) is not None:
-            editor.setSourceVolumeNode(reference_volume(segmentationNode))
+        source = reference_volume(segmentationNode)
+        if source is not None:
+            editor.setSourceVolumeNode(source)
         editor.saveStateForUndo()
         return editor.undo
 

@@ -327,6 +327,23 @@ def test_panel_options_come_from_the_library(module_tree):
         assert "self.logic.cleanup()" in ast.unparse(widget[method])
 
 
+def test_segment_editor_undo_selects_the_editor_parameter_node_first(module_tree):
+    """``qMRMLSegmentEditorWidget.setSegmentationNode`` does nothing without a segment editor
+    node, which the Segment Editor drops on scene close and selects again only on enter: the
+    logic selects it before it sets the segmentation and saves the undo state."""
+    logic = _classes(module_tree)["AutoCTVLogic"]
+    (method,) = [f for f in logic.body if getattr(f, "name", "") == "save_undo_state"]
+    calls = [
+        node.func.attr
+        for node in ast.walk(method)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    ]
+    order = [calls.index(name) for name in ("selectParameterNode", "setSegmentationNode")]
+    assert order == sorted(order) and "saveStateForUndo" in calls
+    source = ast.unparse(method)
+    assert source.index("setSegmentationNode") < source.index("saveStateForUndo")
+
+
 # --------------------------------------------------------------------------- CMake
 
 

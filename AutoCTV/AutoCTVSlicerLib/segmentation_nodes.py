@@ -143,8 +143,8 @@ def add_segmentation_node(
     )
     try:
         segmentation_node.CreateDefaultDisplayNodes()
+        copy_parent_transform(segmentation_node, reference_node)  # before the reference grid
         set_reference_volume(segmentation_node, reference_node)
-        copy_parent_transform(segmentation_node, reference_node)
         segment_id = add_segment(segmentation_node, segment_name, color_rgb, terminology)
         set_segment_labelmap(segmentation_node, segment_id, labelmap_zyx, reference_node)
         place_beside(segmentation_node, reference_node)
