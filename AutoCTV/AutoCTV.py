@@ -472,10 +472,11 @@ class AutoCTVWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onReviewSlice(self, item, previous=None) -> None:
         node = self._parameterNode
-        if node is None or node.inputVolume is None or item is None:
+        if node is None or node.uncertaintyVolume is None or item is None:
             return
+        # The list is the heat map's (on its CT's grid), whatever CT is selected as input now.
         with slicer.util.tryWithErrorDisplay("Cannot show that slice."):
-            heat_map.jump_to_slice(node.inputVolume, int(item.data(qt.Qt.UserRole)))
+            heat_map.jump_to_slice(node.uncertaintyVolume, int(item.data(qt.Qt.UserRole)))
 
     # -- completion -------------------------------------------------------------------------
 

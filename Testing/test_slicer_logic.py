@@ -404,6 +404,9 @@ def test_review_list_gives_slice_position_and_score(scene, ct_node, tiny_model):
         assert entry.score == pytest.approx(entry.k * 10.0)  # the report's per-slice score
     label = entries[0].label(1)
     assert label == (f"1. slice 6 (S {entries[0].position_ras_mm[2]:.1f} mm), score 60 bits·mm²")
+    # The panel jumps with the heat map itself (its list's source): the same point as its CT.
+    for entry in entries:
+        assert np.allclose(heat_map_module.jump_to_slice(heat_map, entry.k), entry.position_ras_mm)
 
 
 def test_jump_to_slice_centres_the_views_on_that_slice(scene, ct_node):

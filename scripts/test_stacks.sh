@@ -17,7 +17,8 @@ cd "$(dirname "$0")/.."
 
 STACK_DIR=.venv-stacks
 # The I/O tests (RTSTRUCT, DICOM CT round trip, DICOM SEG, CT reader, seg.nrrd, image writers,
-# contours), the compatibility module and the Python-version checks. MRML tests need slicer-core,
+# contours), the compatibility module, the Python-version checks and the Slicer module's
+# dependency plan (AutoCTVLib.dependencies). MRML tests need slicer-core,
 # which is not part of these stacks (Slicer brings its own MRML), so they are deselected.
 STACK_TESTS=(
   Testing/test_rtstruct.py
@@ -32,6 +33,7 @@ STACK_TESTS=(
   Testing/test_atomic.py
   Testing/test_compat.py
   Testing/test_python_versions.py
+  Testing/test_dependencies.py
 )
 # Light dependencies shared by every stack (highdicom 0.22 is the last release for pydicom 2.x).
 COMMON_DEPS=(
