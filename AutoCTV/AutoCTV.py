@@ -50,13 +50,14 @@ def _add_source_tree_library() -> None:
 _add_source_tree_library()
 
 from AutoCTVLib.cli.child import POLL_INTERVAL_MS  # noqa: E402
+from AutoCTVLib.models.bundled import ctv_model_summary  # noqa: E402
 from AutoCTVLib.options import (  # noqa: E402
     COMPLETION_METHODS,
     DEVICE_CHOICES,
     NETWORK_COMPLETION_METHODS,
 )
 from AutoCTVSlicerLib import dicom_export, heat_map  # noqa: E402
-from AutoCTVSlicerLib.logic import AutoContourSettings, AutoCTVCoreLogic, model_summary  # noqa: E402
+from AutoCTVSlicerLib.logic import AutoContourSettings, AutoCTVCoreLogic  # noqa: E402
 from AutoCTVSlicerLib.placement import remove_with_display_nodes  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -240,7 +241,11 @@ class AutoCTVWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
             volumes = slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-            cts = [v for v in volumes if not heat_map.is_uncertainty_node(v)]
+            cts = [
+                v
+                for v in volumes
+                if not (heat_map.is_uncertainty_node(v) or v.IsA("vtkMRMLLabelMapVolumeNode"))
+            ]
             if cts:
                 self._parameterNode.inputVolume = cts[0]
 
@@ -326,7 +331,7 @@ class AutoCTVWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         key = str(modelPath)
         if self._modelInfoCache[0] != key:
             try:
-                info = model_summary(modelPath if _isSet(modelPath) else None)
+                info = ctv_model_summary(modelPath if _isSet(modelPath) else None)
             except Exception as error:  # a bad file is reported here, not as a pop-up
                 info = f"Model not usable: {error}"
             self._modelInfoCache = (key, info)
@@ -467,10 +472,11 @@ class AutoCTVWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onReviewSlice(self, item, previous=None) -> None:
         node = self._parameterNode
-        if node is None or node.inputVolume is None or item is None:
+        if node is None or node.uncertaintyVolume is None or item is None:
             return
+        # The list is the heat map's (on its CT's grid), whatever CT is selected as input now.
         with slicer.util.tryWithErrorDisplay("Cannot show that slice."):
-            heat_map.jump_to_slice(node.inputVolume, int(item.data(qt.Qt.UserRole)))
+            heat_map.jump_to_slice(node.uncertaintyVolume, int(item.data(qt.Qt.UserRole)))
 
     # -- completion -------------------------------------------------------------------------
 
@@ -642,10 +648,15 @@ class AutoCTVLogic(ScriptedLoadableModuleLogic, AutoCTVCoreLogic):
         Ctrl+Z in the Segment Editor restores it); returns that undo."""
         from AutoCTVSlicerLib.segmentation_nodes import reference_volume
 
-        editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+        segmentEditor = slicer.modules.segmenteditor.widgetRepresentation().self()
+        # The editor ignores setSegmentationNode without its parameter node, which it drops
+        # when the scene closes and selects again only when the module is entered.
+        segmentEditor.selectParameterNode()
+        editor = segmentEditor.editor
         editor.setSegmentationNode(segmentationNode)
-        if reference_volume(segmentationNode) is not None:
-            editor.setSourceVolumeNode(reference_volume(segmentationNode))
+        source = reference_volume(segmentationNode)
+        if source is not None:
+            editor.setSourceVolumeNode(source)
         editor.saveStateForUndo()
         return editor.undo
 

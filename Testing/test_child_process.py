@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import textwrap
 import time
@@ -23,10 +24,10 @@ from AutoCTVLib.cli.child import (
     ChildJob,
     autoctv_command,
     child_environment,
+    child_python,
     error_message_from_stderr,
     parse_progress_line,
 )
-from AutoCTVSlicerLib.logic import slicer_python
 
 REPO_ROOT = SLICER_MODULE_DIR.parent
 posix_only = pytest.mark.skipif(os.name == "nt", reason="process groups and /proc are POSIX")
@@ -320,7 +321,7 @@ def test_child_environment_and_interpreter() -> None:
     assert environment["PYTHONUNBUFFERED"] == "1"
     assert "PYTHONPATH" not in child_environment([], base={})
     # Outside the Slicer application the interpreter running the tests is used.
-    assert slicer_python() == sys.executable
+    assert child_python() == sys.executable
     assert autoctv_command(["predict", "ct.nrrd"], python="py") == [
         "py",
         "-m",
@@ -368,16 +369,17 @@ def test_inside_slicer_a_missing_pythonslicer_is_a_clear_error(monkeypatch, tmp_
     import types
 
     from AutoCTVLib.errors import AutoCTVError
-    from AutoCTVSlicerLib import logic
 
     fake_slicer = types.SimpleNamespace(app=object())  # what the Slicer application has
     monkeypatch.setitem(sys.modules, "slicer", fake_slicer)
-    monkeypatch.setattr(logic.shutil, "which", lambda name: None)
-    monkeypatch.setattr(logic.sys, "executable", str(tmp_path / "Slicer"))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "Slicer"))
     with pytest.raises(AutoCTVError, match=r"PythonSlicer.*was not found"):
-        slicer_python()
+        child_python()
     beside = tmp_path / "PythonSlicer"
     beside.write_text("")
-    assert slicer_python() == str(beside)  # found beside Slicer's executable
-    monkeypatch.setattr(logic.shutil, "which", lambda name: "/slicer/bin/PythonSlicer")
-    assert slicer_python() == "/slicer/bin/PythonSlicer"
+    assert child_python() == str(beside)  # found beside Slicer's executable
+    monkeypatch.setattr(shutil, "which", lambda name: "/slicer/bin/PythonSlicer")
+    assert child_python() == "/slicer/bin/PythonSlicer"
+    # Every child command started inside Slicer uses it, never Slicer's own executable.
+    assert autoctv_command(["predict"])[0] == "/slicer/bin/PythonSlicer"

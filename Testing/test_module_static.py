@@ -279,7 +279,8 @@ from mrml_support import new_scene
 import AutoCTVSlicerLib.dependencies, AutoCTVSlicerLib.dicom_export, AutoCTVSlicerLib.self_test
 from AutoCTVLib.options import COMPLETION_METHODS, DEVICE_CHOICES
 from AutoCTVLib.volume import Geometry, Volume
-from AutoCTVSlicerLib.logic import AutoContourSettings, AutoCTVCoreLogic, model_summary
+from AutoCTVLib.models.bundled import ctv_model_summary
+from AutoCTVSlicerLib.logic import AutoContourSettings, AutoCTVCoreLogic
 from AutoCTVSlicerLib.segmentation_nodes import add_segmentation_node
 from AutoCTVSlicerLib.volume_nodes import add_volume_node
 scene = new_scene()
@@ -290,7 +291,7 @@ drawn[[1, 4], 2:6, 2:6] = 1
 node = add_segmentation_node(drawn, ct_node)
 segment = node.GetSegmentation().GetNthSegmentID(0)
 print(AutoCTVCoreLogic().drawn_slices(ct_node, node, segment))
-print(model_summary(None).split(";")[0])
+print(ctv_model_summary(None).split(";")[0])
 print([AutoContourSettings(device=d).device for d in DEVICE_CHOICES], COMPLETION_METHODS)
 print(sys.modules["torch"])
 """
@@ -324,6 +325,23 @@ def test_panel_options_come_from_the_library(module_tree):
     widget = {f.name: f for f in classes["AutoCTVWidget"].body if isinstance(f, ast.FunctionDef)}
     for method in ("cleanup", "onSceneStartClose"):
         assert "self.logic.cleanup()" in ast.unparse(widget[method])
+
+
+def test_segment_editor_undo_selects_the_editor_parameter_node_first(module_tree):
+    """``qMRMLSegmentEditorWidget.setSegmentationNode`` does nothing without a segment editor
+    node, which the Segment Editor drops on scene close and selects again only on enter: the
+    logic selects it before it sets the segmentation and saves the undo state."""
+    logic = _classes(module_tree)["AutoCTVLogic"]
+    (method,) = [f for f in logic.body if getattr(f, "name", "") == "save_undo_state"]
+    calls = [
+        node.func.attr
+        for node in ast.walk(method)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    ]
+    order = [calls.index(name) for name in ("selectParameterNode", "setSegmentationNode")]
+    assert order == sorted(order) and "saveStateForUndo" in calls
+    source = ast.unparse(method)
+    assert source.index("setSegmentationNode") < source.index("saveStateForUndo")
 
 
 # --------------------------------------------------------------------------- CMake

@@ -29,16 +29,12 @@ from AutoCTVLib.io.dicom_ct_write import write_ct_series
 from AutoCTVLib.io.rtstruct_read import rasterise_roi, read_rtstruct
 from AutoCTVLib.io.seg_nrrd import CTV_TERMINOLOGY
 from AutoCTVLib.models import SYNTHETIC_DISCLAIMER, ModelCard, ctv_label, save_model
+from AutoCTVLib.models.bundled import ctv_model_summary, resolve_ctv_model
 from AutoCTVLib.nn import build_network, thesis_config
 from AutoCTVLib.volume import Volume
 from AutoCTVSlicerLib import dicom_export
 from AutoCTVSlicerLib import heat_map as heat_map_module
-from AutoCTVSlicerLib.logic import (
-    AutoContourSettings,
-    AutoCTVCoreLogic,
-    model_summary,
-    resolve_model,
-)
+from AutoCTVSlicerLib.logic import AutoContourSettings, AutoCTVCoreLogic
 from AutoCTVSlicerLib.provenance import read_provenance
 from AutoCTVSlicerLib.segmentation_nodes import (
     add_segmentation_node,
@@ -179,12 +175,12 @@ def test_settings_are_validated():
 def test_model_cards_are_read_without_loading_the_model(tmp_path, tiny_model):
     from AutoCTVLib.models.bundled import find_bundled_model
 
-    card_path, card = resolve_model(None)
+    card_path, card = resolve_ctv_model(None)
     assert card_path == find_bundled_model().with_suffix(".json")
     assert card.input_channels == ("ct",)
     for given in (tiny_model, tiny_model.with_suffix(".safetensors"), tiny_model.with_suffix("")):
-        assert resolve_model(given)[0] == tiny_model
-    summary = model_summary(tiny_model)
+        assert resolve_ctv_model(given)[0] == tiny_model
+    summary = ctv_model_summary(tiny_model)
     assert "ctv-tiny-test 0.0.1" in summary and "6×6×8 mm" in summary
     assert "not for clinical use" in summary
     # A completion model (CT + drawing inputs) is not a contouring model.
@@ -193,12 +189,12 @@ def test_model_cards_are_read_without_loading_the_model(tmp_path, tiny_model):
     (tmp_path / "completion.json").write_text(json.dumps(card))
     (tmp_path / "completion.safetensors").write_bytes(b"")
     with pytest.raises(ModelFileError, match="not a CTV contouring model"):
-        resolve_model(tmp_path / "completion.json")
+        resolve_ctv_model(tmp_path / "completion.json")
     (tmp_path / "no_weights.json").write_bytes(tiny_model.read_bytes())
     with pytest.raises(ModelFileError, match=r"weights .* not found"):
-        resolve_model(tmp_path / "no_weights.json")
+        resolve_ctv_model(tmp_path / "no_weights.json")
     with pytest.raises(ModelFileError, match="not found"):
-        resolve_model(tmp_path / "missing.json")
+        resolve_ctv_model(tmp_path / "missing.json")
 
 
 # --------------------------------------------------------------------------- result nodes
@@ -408,6 +404,9 @@ def test_review_list_gives_slice_position_and_score(scene, ct_node, tiny_model):
         assert entry.score == pytest.approx(entry.k * 10.0)  # the report's per-slice score
     label = entries[0].label(1)
     assert label == (f"1. slice 6 (S {entries[0].position_ras_mm[2]:.1f} mm), score 60 bits·mm²")
+    # The panel jumps with the heat map itself (its list's source): the same point as its CT.
+    for entry in entries:
+        assert np.allclose(heat_map_module.jump_to_slice(heat_map, entry.k), entry.position_ras_mm)
 
 
 def test_jump_to_slice_centres_the_views_on_that_slice(scene, ct_node):

@@ -18,9 +18,10 @@ cd "$(dirname "$0")/.."
 STACK_DIR=.venv-stacks
 # The I/O tests (RTSTRUCT, DICOM CT round trip, DICOM SEG, CT reader, seg.nrrd, image writers,
 # contours, HDF5 datasets from DICOM-RT), the torch-free numerics before and after the network
-# (preprocessing, metrics, augmentation), the CLI's error path, the compatibility module and the
-# Python-version checks. MRML tests need slicer-core, which is not part of these stacks (Slicer
-# brings its own MRML), so they are deselected.
+# (preprocessing, metrics, augmentation), the CLI's error path, the compatibility module, the
+# Python-version checks and the Slicer module's dependency plan (AutoCTVLib.dependencies). MRML
+# tests need slicer-core, which is not part of these stacks (Slicer brings its own MRML), so
+# they are deselected.
 STACK_TESTS=(
   Testing/test_rtstruct.py
   Testing/test_dicom_ct_roundtrip.py
@@ -39,6 +40,7 @@ STACK_TESTS=(
   Testing/test_cli_main.py
   Testing/test_compat.py
   Testing/test_python_versions.py
+  Testing/test_dependencies.py
 )
 # Light dependencies shared by every stack. highdicom is only a second SEG reader for the tests
 # (the writer needs pydicom alone); its 0.22 release, the last for pydicom 2.x, runs on numpy 1.x

@@ -12,6 +12,7 @@ Child processes and their file contracts are the library's (:mod:`AutoCTVLib.cli
 * ``provenance``: model, settings and input identity as node attributes.
 * ``logic``: ``AutoCTVCoreLogic``, everything the panel does, without the panel.
 * ``dicom_export``: RTSTRUCT and DICOM SEG export of segmentation nodes.
-* ``dependencies``: missing Python packages, installed only with the user's consent.
+* ``dependencies``: the library's dependency plan (:mod:`AutoCTVLib.dependencies`) carried out
+  with Slicer's dialog, pip and PyTorch extension, only with the user's consent.
 * ``self_test``: the self-test workflow (Slicer's test harness and the slicer-core tests).
 """

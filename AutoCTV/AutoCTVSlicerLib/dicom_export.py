@@ -19,6 +19,7 @@ import slicer
 import vtk
 
 from AutoCTVLib import terminology as ctv_codes
+from AutoCTVLib.compat import dicom_seg_supported
 from AutoCTVLib.errors import InputError, OutputError
 from AutoCTVLib.io.export_reference import (
     FileForInstance,
@@ -33,6 +34,8 @@ from AutoCTVLib.provenance import provenance_fields
 from .provenance import read_provenance
 from .segmentation_nodes import labelmap_from_segment, segment_ids
 from .volume_nodes import volume_from_node
+
+__all__ = ["ExportResult", "dicom_seg_supported", "export_dicom_seg", "export_rtstruct"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,26 +64,6 @@ class ExportResult:
     files: tuple[Path, ...] = field(default_factory=tuple)
 
 
-def dicom_seg_supported() -> tuple[bool, str]:
-    """Whether DICOM SEG export works with this Python's packages, and if not, why (one line).
-
-    The library's own check decides (highdicom present and matching the installed pydicom);
-    with a library that lacks it, highdicom being importable is taken as support.
-    """
-    try:
-        from AutoCTVLib.io.dicom_seg_write import dicom_seg_supported as supported
-    except ImportError:
-        try:
-            from AutoCTVLib.compat import dicom_seg_supported as supported
-        except ImportError:
-            import importlib.util
-
-            if importlib.util.find_spec("highdicom") is None:
-                return False, "DICOM SEG export needs the highdicom package"
-            return True, ""
-    return supported()
-
-
 def default_file_for_instance() -> FileForInstance | None:
     """Slicer's DICOM database lookup (SOP instance UID → file), if the application has one."""
     database = getattr(slicer, "dicomDatabase", None)
@@ -89,33 +72,40 @@ def default_file_for_instance() -> FileForInstance | None:
     return database.fileForInstance
 
 
-def dicom_instance_uids(volume_node) -> list[str]:
-    """The SOP instance UIDs Slicer's DICOM import recorded on the node (empty if none)."""
-    value = volume_node.GetAttribute(DICOM_INSTANCE_UIDS_ATTRIBUTE) or ""
-    return value.split()
-
-
-def dicom_series_of_node(
-    volume_node, file_for_instance: FileForInstance | None
-) -> ReferencedCT | None:
-    """The DICOM series a volume node was loaded from (checked against the node's grid), or
-    ``None`` when it has none; see :func:`AutoCTVLib.io.export_reference.series_of_instances`."""
-    uids = dicom_instance_uids(volume_node)
-    if not uids or file_for_instance is None:
-        return None
-    geometry = volume_from_node(volume_node).geometry
-    return series_of_instances(uids, file_for_instance, geometry, volume_node.GetName())
-
-
 def referenced_ct(
     volume_node, out_dir: Path, file_for_instance: FileForInstance | None
 ) -> ReferencedCT:
-    """The CT series to reference: the node's own DICOM series, else a newly written one."""
-    found = dicom_series_of_node(volume_node, file_for_instance)
-    if found is not None:
-        return found
+    """The CT series to reference: the DICOM series the node was loaded from (its
+    ``DICOM.instanceUIDs``, checked against the node's grid by
+    :func:`AutoCTVLib.io.export_reference.series_of_instances`), else a newly written one."""
+    uids = (volume_node.GetAttribute(DICOM_INSTANCE_UIDS_ATTRIBUTE) or "").split()
+    if uids and file_for_instance is not None:
+        geometry = volume_from_node(volume_node).geometry
+        return series_of_instances(uids, file_for_instance, geometry, volume_node.GetName())
     ct = volume_from_node(volume_node, dtype=np.float32)
     return write_reference_ct(ct, volume_node.GetName() or "CT", out_dir)
+
+
+def _write_object(
+    segmentation_node, ct_node, out_dir, file_for_instance, prefix: str, write
+) -> ExportResult:
+    """The steps both exports share: the referenced CT, a new file name, ``write(reference,
+    name, path)``, and the result."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if file_for_instance is None:
+        file_for_instance = default_file_for_instance()
+    reference = referenced_ct(ct_node, out_dir, file_for_instance)
+    name = dicom_name_part(segmentation_node.GetName() or "AutoCTV", 40)
+    path = new_object_file(out_dir, prefix, name)
+    write(reference, name, path)
+    logger.info("exported %s to %s", segmentation_node.GetName(), path)
+    return ExportResult(
+        object_file=path,
+        ct_series_instance_uid=reference.identity.series_instance_uid,
+        ct_series_written=reference.written,
+        files=(path, *reference.files),
+    )
 
 
 def _segment_color_255(segment) -> tuple[int, int, int]:
@@ -139,9 +129,8 @@ def _provenance(segmentation_node):
         return None
 
 
-def _generation(segmentation_node) -> tuple[str, str]:
-    """(RT ROI generation algorithm, description) from the node's provenance."""
-    provenance = _provenance(segmentation_node)
+def _generation(provenance) -> tuple[str, str]:
+    """(RT ROI generation algorithm, description) from a node's provenance (or None)."""
     if provenance is None:
         return "MANUAL", ""
     algorithm = "SEMIAUTOMATIC" if provenance.result_kind.startswith("completion") else "AUTOMATIC"
@@ -180,15 +169,12 @@ def export_rtstruct(
 
     Raises:
         OutputError: nothing to export (every chosen segment is empty).
-        InputError, ReferenceMismatchError: see :func:`dicom_series_of_node`.
+        InputError, ReferenceMismatchError: see :func:`referenced_ct`.
     """
     from AutoCTVLib.io.rtstruct_write import RoiSpec, write_rtstruct
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if file_for_instance is None:
-        file_for_instance = default_file_for_instance()
-    algorithm, description = _generation(segmentation_node)
+    provenance = _provenance(segmentation_node)
+    algorithm, description = _generation(provenance)
     segmentation = segmentation_node.GetSegmentation()
     rois = []
     for segment_id in _chosen_segment_ids(segmentation_node, segment_ids_to_export):
@@ -210,28 +196,21 @@ def export_rtstruct(
         raise OutputError(
             f"every segment of '{segmentation_node.GetName()}' is empty; nothing to export"
         )
-    reference = referenced_ct(ct_node, out_dir, file_for_instance)
     geometry = volume_from_node(ct_node).geometry
-    name = dicom_name_part(segmentation_node.GetName() or "AutoCTV", 40)
-    path = new_object_file(out_dir, "RS", name)
-    provenance = _provenance(segmentation_node)
-    write_rtstruct(
-        rois,
-        reference.identity,
-        geometry,
-        path,
-        series_description=f"AutoCTV {name} {description}".strip()[:64],
-        structure_set_label="AutoCTV",
-        provenance=provenance_fields(provenance) if provenance is not None else None,
-        overwrite=False,
-    )
-    logger.info("exported %d ROI(s) of %s to %s", len(rois), segmentation_node.GetName(), path)
-    return ExportResult(
-        object_file=path,
-        ct_series_instance_uid=reference.identity.series_instance_uid,
-        ct_series_written=reference.written,
-        files=(path, *reference.files),
-    )
+
+    def write(reference: ReferencedCT, name: str, path: Path) -> None:
+        write_rtstruct(
+            rois,
+            reference.identity,
+            geometry,
+            path,
+            series_description=f"AutoCTV {name} {description}".strip()[:64],
+            structure_set_label="AutoCTV",
+            provenance=provenance_fields(provenance) if provenance is not None else None,
+            overwrite=False,
+        )
+
+    return _write_object(segmentation_node, ct_node, out_dir, file_for_instance, "RS", write)
 
 
 def export_dicom_seg(
@@ -246,14 +225,10 @@ def export_dicom_seg(
 
     Raises:
         OutputError: the segment is empty, or highdicom is missing.
-        InputError, ReferenceMismatchError: see :func:`dicom_series_of_node`.
+        InputError, ReferenceMismatchError: see :func:`referenced_ct`.
     """
     from AutoCTVLib.io.dicom_seg_write import write_dicom_seg
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if file_for_instance is None:
-        file_for_instance = default_file_for_instance()
     segmentation = segmentation_node.GetSegmentation()
     available = segment_ids(segmentation_node)
     if not available:
@@ -269,36 +244,29 @@ def export_dicom_seg(
     mask = labelmap_from_segment(segmentation_node, segment_id, ct_node).astype(bool)
     if not mask.any():
         raise OutputError(f"segment '{segment.GetName()}' is empty; nothing to export")
-    reference = referenced_ct(ct_node, out_dir, file_for_instance)
     provenance = _provenance(segmentation_node)
-    model_name = provenance.model_name if provenance else "manual"
-    model_version = provenance.model_version if provenance else "1"
     parameters = dict(provenance.settings) if provenance else {}
     if provenance:
         parameters["model_sha256"] = provenance.model_sha256
-    name = dicom_name_part(segmentation_node.GetName() or "AutoCTV", 40)
-    path = new_object_file(out_dir, "SEG", name)
     coded = (
         {}
         if is_ctv_segment(segment)
         else {"category": GENERIC_TISSUE, "segment_type": GENERIC_TISSUE}
     )
-    write_dicom_seg(
-        mask,
-        list(reference.datasets),
-        path,
-        algorithm_name=model_name,
-        algorithm_version=model_version,
-        segment_label=segment.GetName()[:64],
-        content_label="AUTOCTV",
-        algorithm_parameters=parameters,
-        color_rgb=_segment_color_255(segment),
-        overwrite=False,
-        **coded,
-    )
-    return ExportResult(
-        object_file=path,
-        ct_series_instance_uid=reference.identity.series_instance_uid,
-        ct_series_written=reference.written,
-        files=(path, *reference.files),
-    )
+
+    def write(reference: ReferencedCT, name: str, path: Path) -> None:
+        write_dicom_seg(
+            mask,
+            list(reference.datasets),
+            path,
+            algorithm_name=provenance.model_name if provenance else "manual",
+            algorithm_version=provenance.model_version if provenance else "1",
+            segment_label=segment.GetName()[:64],
+            content_label="AUTOCTV",
+            algorithm_parameters=parameters,
+            color_rgb=_segment_color_255(segment),
+            overwrite=False,
+            **coded,
+        )
+
+    return _write_object(segmentation_node, ct_node, out_dir, file_for_instance, "SEG", write)

@@ -23,8 +23,6 @@ after its state was saved for undo.
 
 from __future__ import annotations
 
-import shutil
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -43,9 +41,8 @@ from AutoCTVLib.cli.jobs import (
     read_completion_output,
     read_prediction_outputs,
 )
-from AutoCTVLib.errors import AutoCTVError, InputError, ModelFileError, OutputError
-from AutoCTVLib.models.bundled import find_bundled_model
-from AutoCTVLib.models.card import ModelCard, model_paths, read_card
+from AutoCTVLib.errors import InputError, OutputError
+from AutoCTVLib.models.bundled import resolve_ctv_model
 from AutoCTVLib.options import (
     NETWORK_COMPLETION_METHODS,
     ProgressCallback,
@@ -59,42 +56,17 @@ from .placement import remove_with_display_nodes
 from .provenance import Provenance, input_identity, write_provenance
 from .segmentation_nodes import (
     CTV_COLOR_RGB,
+    add_segment,
     add_segmentation_node,
     fill_between_slices_along,
     labelmap_from_segment,
-    reference_volume,
     segment_ids,
-    set_reference_volume,
     set_segment_labelmap,
 )
 from .volume_nodes import add_volume_node, volume_from_node
 
 #: Saves a segmentation's state before AutoCTV changes it; returns the action that undoes it.
 UndoSaver = Callable[[Any], Callable[[], None]]
-
-
-def slicer_python() -> str:
-    """The interpreter for child jobs: ``PythonSlicer`` inside the Slicer application (there
-    ``sys.executable`` is Slicer itself), found on the PATH or beside the executable; elsewhere
-    ``sys.executable``.
-
-    Raises:
-        AutoCTVError: inside Slicer, ``PythonSlicer`` cannot be found (running Slicer's own
-            executable instead would start a second Slicer, not a Python job).
-    """
-    slicer_module = sys.modules.get("slicer")
-    if slicer_module is None or not hasattr(slicer_module, "app"):
-        return sys.executable
-    found = shutil.which("PythonSlicer")
-    beside = Path(sys.executable).resolve().parent
-    beside = beside / ("PythonSlicer.exe" if sys.platform == "win32" else "PythonSlicer")
-    if found or beside.is_file():
-        return found or str(beside)
-    raise AutoCTVError(
-        "Slicer's Python interpreter (PythonSlicer) was not found on the PATH or beside "
-        f"{sys.executable}; AutoCTV runs its work in that interpreter. Reinstall Slicer, or "
-        "run AutoCTV from the Python console with logic.auto_contour(...)"
-    )
 
 
 def library_root() -> Path:
@@ -151,40 +123,6 @@ class AutoContourResult:
     undo: Callable[[], None] | None = None
 
 
-def resolve_model(model_path: str | Path | None) -> tuple[Path, ModelCard]:
-    """The card path and card of a CTV model: ``model_path``, or the bundled model when None.
-
-    Needs no torch; the weights are checked when the model is loaded.
-
-    Raises:
-        ModelFileError: the card or weights are missing or unreadable, or the card is not a
-            CTV contouring model (e.g. a completion model, which takes more than the CT).
-    """
-    card_path = find_bundled_model() if model_path is None else model_paths(model_path)[1]
-    weights, card_path = model_paths(card_path)
-    card = read_card(card_path)
-    if not weights.is_file():
-        raise ModelFileError(f"model weights {weights} not found")
-    if card.input_channels != ("ct",):
-        raise ModelFileError(
-            f"{card_path.name} is not a CTV contouring model: it takes "
-            f"{', '.join(card.input_channels)} as input, a CTV model takes the CT alone"
-        )
-    return card_path, card
-
-
-def model_summary(model_path: str | Path | None) -> str:
-    """One line describing a model for the panel: name, version, voxel size, disclaimer."""
-    _, card = resolve_model(model_path)
-    parts = [f"{card.name} {card.version}"]
-    spacing = card.preprocessing.get("spacing_xyz_mm")
-    if spacing:
-        parts.append("spacing " + "×".join(f"{float(v):g}" for v in spacing) + " mm")
-    if card.disclaimer:
-        parts.append(card.disclaimer)
-    return "; ".join(parts)
-
-
 def history_undo_saver(segmentation_node) -> Callable[[], None]:
     """Save the segmentation's state in a ``vtkSegmentationHistory``; returns its undo.
 
@@ -205,7 +143,8 @@ class AutoCTVCoreLogic:
     """Auto-contouring, uncertainty review and completion on MRML nodes.
 
     Args:
-        python: interpreter for child jobs (default: :func:`slicer_python`).
+        python: interpreter for child jobs (default:
+            :func:`AutoCTVLib.cli.child.child_python`, ``PythonSlicer`` in Slicer).
         python_paths: extra ``PYTHONPATH`` folders for child jobs (default: the folder that
             holds ``AutoCTVLib``).
     """
@@ -251,7 +190,7 @@ class AutoCTVCoreLogic:
                 "choose 'Create new segmentation', or confirm that its CTV segment may be "
                 "replaced"
             )
-        model_path, _ = resolve_model(settings.model_path)
+        model_path, _ = resolve_ctv_model(settings.model_path)
         return settings, volume_from_node(ct_node, dtype=np.float32), model_path
 
     def auto_contour(
@@ -346,7 +285,7 @@ class AutoCTVCoreLogic:
                 on_progress=on_progress,
                 on_finished=on_finished,
                 python_paths=self.python_paths,
-                python=self.python or slicer_python(),
+                python=self.python,
             )
         )
 
@@ -365,7 +304,7 @@ class AutoCTVCoreLogic:
         Writing into ``output_segmentation`` saves its state first (:attr:`save_undo_state`)
         and replaces only its CTV segment (added when it has none).
         """
-        _, card = resolve_model(model_path)
+        _, card = resolve_ctv_model(model_path)
         run_settings: dict[str, Any] = {
             "device": settings.device,
             "mc_samples": int(settings.mc_samples),
@@ -530,7 +469,7 @@ class AutoCTVCoreLogic:
                 on_progress=on_progress,
                 on_finished=on_finished,
                 python_paths=self.python_paths,
-                python=self.python or slicer_python(),
+                python=self.python,
             )
         )
 
@@ -560,8 +499,6 @@ class AutoCTVCoreLogic:
         """
         undo = self.save_undo_state(segmentation_node)
         set_segment_labelmap(segmentation_node, segment_id, completed_zyx, ct_node)
-        if reference_volume(segmentation_node) is None:
-            set_reference_volume(segmentation_node, ct_node)
         if method:
             segmentation_node.SetAttribute("AutoCTV.completion_method", method)
         return undo
@@ -591,20 +528,12 @@ class AutoCTVCoreLogic:
 
 def _write_ctv_segment(segmentation_node, labelmap_zyx: np.ndarray, ct_node) -> str:
     """Replace the voxels of the CTV segment of an existing node (added if missing)."""
-    from AutoCTVLib.io.seg_nrrd import CTV_TERMINOLOGY
-
     segmentation = segmentation_node.GetSegmentation()
-    for segment_id in segment_ids(segmentation_node):
-        if segmentation.GetSegment(segment_id).GetName() == ctv_codes.CTV_SEGMENT_NAME:
-            break
-    else:
-        segment_id = segmentation.AddEmptySegment(
-            "", ctv_codes.CTV_SEGMENT_NAME, [float(c) for c in CTV_COLOR_RGB]
-        )
-        segmentation.GetSegment(segment_id).SetTag(
-            slicer.vtkSegment.GetTerminologyEntryTagName(), CTV_TERMINOLOGY.as_tag_value()
-        )
+    ctv_ids = [
+        segment_id
+        for segment_id in segment_ids(segmentation_node)
+        if segmentation.GetSegment(segment_id).GetName() == ctv_codes.CTV_SEGMENT_NAME
+    ]
+    segment_id = ctv_ids[0] if ctv_ids else add_segment(segmentation_node)
     set_segment_labelmap(segmentation_node, segment_id, labelmap_zyx, ct_node)
-    if reference_volume(segmentation_node) is None:
-        set_reference_volume(segmentation_node, ct_node)
     return segment_id

@@ -76,7 +76,10 @@ def oriented_labelmap(labelmap_zyx: np.ndarray, reference_node):
 def set_segment_labelmap(
     segmentation_node, segment_id: str, labelmap_zyx: np.ndarray, reference_node
 ) -> None:
-    """Replace a segment's voxels by ``labelmap_zyx`` (non-zero = inside) on the reference grid."""
+    """Replace a segment's voxels by ``labelmap_zyx`` (non-zero = inside) on the reference grid.
+
+    A segmentation without a reference image gets ``reference_node`` as its reference.
+    """
     _require_labelmap_representation()
     image = oriented_labelmap(labelmap_zyx, reference_node)
     logic = _segmentations_logic()
@@ -84,6 +87,25 @@ def set_segment_labelmap(
         image, segmentation_node, segment_id, logic.MODE_REPLACE
     ):
         raise RuntimeError(f"could not write the labelmap into segment '{segment_id}'")
+    if reference_volume(segmentation_node) is None:
+        set_reference_volume(segmentation_node, reference_node)
+
+
+def add_segment(
+    segmentation_node,
+    segment_name: str = ctv_codes.CTV_SEGMENT_NAME,
+    color_rgb: tuple[float, float, float] = CTV_COLOR_RGB,
+    terminology: Terminology | None = CTV_TERMINOLOGY,
+) -> str:
+    """Add an empty segment (colour components 0–1; ``terminology`` stored in Slicer's
+    ``TerminologyEntry`` tag, ``None`` keeps Slicer's default); returns its ID."""
+    segmentation = segmentation_node.GetSegmentation()
+    segment_id = segmentation.AddEmptySegment("", segment_name, [float(c) for c in color_rgb])
+    if terminology is not None:
+        segmentation.GetSegment(segment_id).SetTag(
+            slicer.vtkSegment.GetTerminologyEntryTagName(), terminology.as_tag_value()
+        )
+    return segment_id
 
 
 def add_segmentation_node(
@@ -121,16 +143,9 @@ def add_segmentation_node(
     )
     try:
         segmentation_node.CreateDefaultDisplayNodes()
+        copy_parent_transform(segmentation_node, reference_node)  # before the reference grid
         set_reference_volume(segmentation_node, reference_node)
-        copy_parent_transform(segmentation_node, reference_node)
-        segment_id = segmentation_node.GetSegmentation().AddEmptySegment(
-            "", segment_name, [float(c) for c in color_rgb]
-        )
-        if terminology is not None:
-            segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
-            segment.SetTag(
-                slicer.vtkSegment.GetTerminologyEntryTagName(), terminology.as_tag_value()
-            )
+        segment_id = add_segment(segmentation_node, segment_name, color_rgb, terminology)
         set_segment_labelmap(segmentation_node, segment_id, labelmap_zyx, reference_node)
         place_beside(segmentation_node, reference_node)
     except Exception:

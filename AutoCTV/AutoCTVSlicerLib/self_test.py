@@ -95,8 +95,9 @@ def run_self_test(
     import pydicom
 
     from AutoCTVLib.metrics import dice
+    from AutoCTVLib.models.bundled import resolve_ctv_model
     from AutoCTVSlicerLib import dicom_export, heat_map
-    from AutoCTVSlicerLib.logic import AutoContourSettings, resolve_model
+    from AutoCTVSlicerLib.logic import AutoContourSettings
     from AutoCTVSlicerLib.segmentation_nodes import (
         add_segmentation_node,
         labelmap_from_segment,
@@ -104,7 +105,7 @@ def run_self_test(
     )
 
     step("Generating a synthetic phantom on the bundled model's voxel size")
-    _, card = resolve_model(None)
+    _, card = resolve_ctv_model(None)
     spacing = tuple(float(s) for s in card.preprocessing["spacing_xyz_mm"])
     size = tuple(round(PHANTOM_EXTENT_MM[axis] / spacing[axis]) for axis in range(3))
     ct_node, reference = logic.load_phantom(scene, PHANTOM_SEED, size, spacing)

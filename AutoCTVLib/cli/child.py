@@ -32,14 +32,17 @@ import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from AutoCTVLib.errors import AutoCTVError
 from AutoCTVLib.options import ProgressCallback
 
 logger = logging.getLogger(__name__)
@@ -87,13 +90,34 @@ def error_message_from_stderr(stderr_text: str) -> str:
     return last[len(CLI_ERROR_PREFIX) :] if last.startswith(CLI_ERROR_PREFIX) else last
 
 
-def autoctv_command(arguments: Sequence[str], python: str | None = None) -> list[str]:
-    """The command line running ``autoctv <arguments>`` with ``python`` (default: this one).
+def child_python() -> str:
+    """The interpreter for child jobs: this one, except inside the 3D Slicer application
+    (a ``slicer`` module with an ``app``), where ``sys.executable`` is Slicer itself and Slicer's
+    stand-alone interpreter ``PythonSlicer`` is used, found on the PATH or beside the executable.
 
-    Inside Slicer pass Slicer's stand-alone interpreter (``PythonSlicer``): there
-    ``sys.executable`` is the Slicer application itself.
+    Raises:
+        AutoCTVError: inside Slicer, ``PythonSlicer`` cannot be found (running Slicer's own
+            executable instead would start a second Slicer, not a Python job).
     """
-    return [python or sys.executable, "-m", "AutoCTVLib.cli.main", *arguments]
+    slicer_module = sys.modules.get("slicer")
+    if slicer_module is None or not hasattr(slicer_module, "app"):
+        return sys.executable
+    found = shutil.which("PythonSlicer")
+    beside = Path(sys.executable).resolve().parent
+    beside = beside / ("PythonSlicer.exe" if _IS_WINDOWS else "PythonSlicer")
+    if found or beside.is_file():
+        return found or str(beside)
+    raise AutoCTVError(
+        "Slicer's Python interpreter (PythonSlicer) was not found on the PATH or beside "
+        f"{sys.executable}; AutoCTV runs its work in that interpreter. Reinstall Slicer, or "
+        "run AutoCTV from the Python console with logic.auto_contour(...)"
+    )
+
+
+def autoctv_command(arguments: Sequence[str], python: str | None = None) -> list[str]:
+    """The command line running ``autoctv <arguments>`` with ``python`` (default:
+    :func:`child_python`)."""
+    return [python or child_python(), "-m", "AutoCTVLib.cli.main", *arguments]
 
 
 def child_environment(

@@ -117,7 +117,7 @@ class CommandJob(Generic[T]):
             ``None`` and ``""`` when cancelled; ``None`` and the one-line error otherwise.
             Not called after :meth:`close`.
         python_paths: folders the child needs on ``PYTHONPATH``.
-        python: interpreter for the child (default: this one; in Slicer, ``PythonSlicer``).
+        python: interpreter for the child (default: :func:`~AutoCTVLib.cli.child.child_python`).
         temp_root: parent folder of the work folder (default: the system's temporary folder).
     """
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from AutoCTVLib.errors import ModelFileError
+from AutoCTVLib.models.card import ModelCard, model_paths, read_card
 
 BUNDLED_MODEL_STEM = "ctv_pelvis_phantom"
 _MODEL_FOLDERS = (Path("Resources") / "Models", Path("AutoCTV") / "Resources" / "Models")
@@ -55,3 +56,38 @@ def resolve_model_path(path: str | Path | None) -> Path:
     if not candidate.exists() and not candidate.with_suffix(".safetensors").exists():
         raise ModelFileError(f"model file {candidate} not found")
     return candidate
+
+
+def resolve_ctv_model(model_path: str | Path | None) -> tuple[Path, ModelCard]:
+    """The card path and card of a CTV model: ``model_path``, or the bundled model when None.
+
+    Needs no torch (front ends call it before PyTorch is installed); the weights are checked
+    when the model is loaded.
+
+    Raises:
+        ModelFileError: the card or weights are missing or unreadable, or the card is not a
+            CTV contouring model (e.g. a completion model, which takes more than the CT).
+    """
+    card_path = find_bundled_model() if model_path is None else model_paths(model_path)[1]
+    weights, card_path = model_paths(card_path)
+    card = read_card(card_path)
+    if not weights.is_file():
+        raise ModelFileError(f"model weights {weights} not found")
+    if card.input_channels != ("ct",):
+        raise ModelFileError(
+            f"{card_path.name} is not a CTV contouring model: it takes "
+            f"{', '.join(card.input_channels)} as input, a CTV model takes the CT alone"
+        )
+    return card_path, card
+
+
+def ctv_model_summary(model_path: str | Path | None) -> str:
+    """One line describing a CTV model for a front end: name, version, voxel size, disclaimer."""
+    _, card = resolve_ctv_model(model_path)
+    parts = [f"{card.name} {card.version}"]
+    spacing = card.preprocessing.get("spacing_xyz_mm")
+    if spacing:
+        parts.append("spacing " + "×".join(f"{float(v):g}" for v in spacing) + " mm")
+    if card.disclaimer:
+        parts.append(card.disclaimer)
+    return "; ".join(parts)
