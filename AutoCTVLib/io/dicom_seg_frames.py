@@ -32,8 +32,7 @@ class SourceFrame:
 def is_multiframe(image: Dataset) -> bool:
     """True for a multi-frame CT data set (its geometry lives in functional groups)."""
     return str(image.get("SOPClassUID", "")) in MULTIFRAME_CT_CLASSES or (
-        "PerFrameFunctionalGroupsSequence" in image
-        or "SharedFunctionalGroupsSequence" in image
+        "PerFrameFunctionalGroupsSequence" in image or "SharedFunctionalGroupsSequence" in image
     )
 
 
