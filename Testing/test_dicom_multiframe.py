@@ -16,8 +16,8 @@ from dicom_variants import PYDICOM_MAJOR, dicom_files, save_keeping_meta, write_
 
 from AutoCTVLib.errors import GeometryError
 from AutoCTVLib.io.ct_reader import read_ct
-from AutoCTVLib.io.dicom_seg_write import write_dicom_seg
 from AutoCTVLib.io.dicom_ct_write import write_ct_series
+from AutoCTVLib.io.dicom_seg_write import write_dicom_seg
 from AutoCTVLib.volume import Volume
 
 CONVERTERS = ["pydicom", "highdicom"]
@@ -28,6 +28,7 @@ def converter_or_skip(converter: str) -> str:
     if converter == "highdicom":
         pytest.importorskip("highdicom", reason="highdicom (a test dependency) is not installed")
     return converter
+
 
 SHAPE_ZYX = (7, 12, 10)
 LEGACY = "1.2.840.10008.5.1.4.1.1.2.2"
