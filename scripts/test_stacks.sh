@@ -45,6 +45,7 @@ STACK_TESTS=(
   Testing/test_dicom_multiframe.py
   Testing/test_dicom_real_scanner.py
   Testing/test_dicom_repaired_outputs.py
+  Testing/test_quiet_decoding.py
 )
 # Light dependencies shared by every stack: the compressed-DICOM decoders the package declares
 # (pylibjpeg and its plugins) and the test-only encoders of the reader tests (dcm2niix here,
