@@ -19,8 +19,10 @@ STACK_DIR=.venv-stacks
 # The I/O tests (RTSTRUCT, DICOM CT round trip, DICOM SEG, CT reader, seg.nrrd, image writers,
 # contours, HDF5 datasets from DICOM-RT), the torch-free numerics before and after the network
 # (preprocessing, metrics, augmentation), the CLI's error path, the compatibility module and the
-# Python-version checks. MRML tests need slicer-core, which is not part of these stacks (Slicer
-# brings its own MRML), so they are deselected.
+# Python-version checks, and the DICOM reader tests (blank UIDs, transfer syntaxes, gantry tilt,
+# multi-frame CT, a scanner-style series; those that predict need torch and skip). MRML tests
+# need slicer-core, which is not part of these stacks (Slicer brings its own MRML), so they are
+# deselected.
 STACK_TESTS=(
   Testing/test_rtstruct.py
   Testing/test_dicom_ct_roundtrip.py
