@@ -3,7 +3,8 @@
 Every builder writes a new folder from a plain series written by
 :func:`AutoCTVLib.io.dicom_ct_write.write_ct_series`: blank UIDs, no preamble, another transfer
 syntax (encoded with GDCM, the same on pydicom 2.4 and 3), a gantry tilt, or one multi-frame
-Enhanced / Legacy Converted Enhanced CT file (highdicom). They run under pydicom 2.4 and 3.
+Enhanced / Legacy Converted Enhanced CT file (pydicom alone, or highdicom's converter). They run
+under pydicom 2.4 and 3.
 """
 
 from __future__ import annotations
@@ -238,12 +239,26 @@ def tilted_phantom_ct(config: object, tan_tilt: float) -> np.ndarray:
     return np.stack(images).astype(np.float32)
 
 
-def write_multiframe(plain: Path, target: Path, *, enhanced: bool) -> Path:
-    """One Legacy Converted Enhanced CT file from the plain series (highdicom); with
-    ``enhanced`` relabelled as Enhanced CT Image Storage (same functional groups)."""
+def write_multiframe(
+    plain: Path, target: Path, *, enhanced: bool, converter: str = "pydicom"
+) -> Path:
+    """One Legacy Converted Enhanced CT file from the plain series, built by ``converter``
+    (``"pydicom"``: :mod:`dicom_multiframe_builder`, on every stack; ``"highdicom"``: its legacy
+    converter, a second, independent producer); with ``enhanced`` relabelled as Enhanced CT
+    Image Storage (same functional groups)."""
+    datasets = [pydicom.dcmread(path) for path in dicom_files(plain)]
+    if converter == "pydicom":
+        from dicom_multiframe_builder import legacy_converted_ct, save_multiframe
+
+        built = legacy_converted_ct(datasets)
+        if enhanced:
+            built.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"
+            built.file_meta.MediaStorageSOPClassUID = built.SOPClassUID
+        target.mkdir(parents=True)
+        save_multiframe(built, target / "enhanced_ct.dcm")
+        return target
     from highdicom.legacy import LegacyConvertedEnhancedCTImage
 
-    datasets = [pydicom.dcmread(path) for path in dicom_files(plain)]
     image = LegacyConvertedEnhancedCTImage(
         legacy_datasets=datasets,
         series_instance_uid=pydicom.uid.generate_uid(),

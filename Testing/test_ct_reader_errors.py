@@ -515,3 +515,9 @@ def test_not_a_ct_in_a_folder_lists_everything_found(tmp_path: Path) -> None:
     message = message_of(BadInput(lambda tmp: (tmp / "sc", {}), NotCTError, ""), tmp_path)
     assert "RT Structure Set Storage (modality RTSTRUCT" in message
     assert "Secondary Capture Image Storage (modality OT" in message
+
+
+def test_multiframe_ct_with_zero_frames_says_it_holds_none(tmp_path: Path) -> None:
+    save_object(tmp_path / "enh" / "ct.dcm", "1.2.840.10008.5.1.4.1.1.2.1", "CT", NumberOfFrames=0)
+    with pytest.raises(GeometryError, match=r"holds no frames \(NumberOfFrames is 0\)"):
+        read_ct(tmp_path / "enh")

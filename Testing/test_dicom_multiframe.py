@@ -3,6 +3,8 @@ functional groups, frame by frame, like the single-frame series they were built 
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +17,18 @@ from dicom_variants import PYDICOM_MAJOR, dicom_files, save_keeping_meta, write_
 from AutoCTVLib.errors import GeometryError
 from AutoCTVLib.io.ct_reader import read_ct
 from AutoCTVLib.io.dicom_ct_write import write_ct_series
+from AutoCTVLib.io.dicom_seg_write import write_dicom_seg
 from AutoCTVLib.volume import Volume
 
-pytest.importorskip("highdicom", reason="highdicom (a test dependency) builds the multi-frame CT")
+CONVERTERS = ["pydicom", "highdicom"]
+
+
+def converter_or_skip(converter: str) -> str:
+    """``converter``, or a skip when it is highdicom and this stack has none."""
+    if converter == "highdicom":
+        pytest.importorskip("highdicom", reason="highdicom (a test dependency) is not installed")
+    return converter
+
 
 SHAPE_ZYX = (7, 12, 10)
 LEGACY = "1.2.840.10008.5.1.4.1.1.2.2"
@@ -33,13 +44,16 @@ def plain(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Volume]
     return tmp_path / "plain", ct
 
 
+@pytest.mark.parametrize("converter", CONVERTERS)
 @pytest.mark.parametrize("enhanced", [False, True], ids=["legacy-converted", "enhanced"])
 def test_multiframe_ct_reads_like_the_single_frame_series(
-    plain: tuple[Path, Volume], enhanced: bool, tmp_path: Path
+    plain: tuple[Path, Volume], enhanced: bool, converter: str, tmp_path: Path
 ) -> None:
     folder, _ = plain
     expected = read_ct(folder).volume
-    multiframe = write_multiframe(folder, tmp_path / "mf", enhanced=enhanced)
+    multiframe = write_multiframe(
+        folder, tmp_path / "mf", enhanced=enhanced, converter=converter_or_skip(converter)
+    )
     dataset = pydicom.dcmread(dicom_files(multiframe)[0], stop_before_pixels=True)
     assert dataset.SOPClassUID == (ENHANCED if enhanced else LEGACY)
     assert int(dataset.NumberOfFrames) == SHAPE_ZYX[0]
@@ -86,14 +100,18 @@ def test_per_frame_rescale_is_applied_frame_by_frame(
     np.testing.assert_array_equal(loaded.volume.array, expected)
 
 
+@pytest.mark.parametrize("converter", CONVERTERS)
 def test_simpleitk_reads_the_multiframe_ct_like_autoctv(
-    plain: tuple[Path, Volume], tmp_path: Path
+    plain: tuple[Path, Volume], converter: str, tmp_path: Path
 ) -> None:
     folder, _ = plain
-    multiframe = write_multiframe(folder, tmp_path / "mf", enhanced=False)
-    import highdicom
-
-    if tuple(int(v) for v in highdicom.__version__.split(".")[:2]) < (0, 23):
+    multiframe = write_multiframe(
+        folder, tmp_path / "mf", enhanced=False, converter=converter_or_skip(converter)
+    )
+    highdicom_022 = converter == "highdicom" and tuple(
+        int(v) for v in __import__("highdicom").__version__.split(".")[:2]
+    ) < (0, 23)
+    if highdicom_022:
         pytest.skip(
             "SimpleITK's GDCM reads the file highdicom 0.22 writes with spacing 1,1,1 (it misses "
             "the shared Pixel Measures); our geometry is checked against the single-frame series"
@@ -122,3 +140,41 @@ def test_frame_without_position_is_refused(plain: tuple[Path, Volume], tmp_path:
 
 def test_pydicom_major_is_known() -> None:
     assert PYDICOM_MAJOR in (2, 3)
+
+
+def test_seg_of_a_multiframe_ct_references_its_frames(
+    plain: tuple[Path, Volume], tmp_path: Path
+) -> None:
+    """A SEG on a multi-frame CT: each frame names its source frame (ReferencedFrameNumber),
+    lies where that CT frame lies (functional-group geometry), and dciodvfy finds no error."""
+    folder, _ = plain
+    loaded = read_ct(write_multiframe(folder, tmp_path / "mf", enhanced=True))
+    mask = np.zeros(SHAPE_ZYX, dtype=bool)
+    mask[1:5, 3:9, 2:7] = True
+    info = write_dicom_seg(
+        mask, loaded.identity, tmp_path / "seg.dcm", algorithm_name="test", algorithm_version="1"
+    )
+    seg = pydicom.dcmread(info.path)
+    instances = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+    (frame_uid,) = {s.sop_instance_uid for s in loaded.identity.slices}
+    assert [str(item.ReferencedSOPInstanceUID) for item in instances] == [frame_uid]
+    by_frame = {s.frame_number: k for k, s in enumerate(loaded.identity.slices)}
+    seen = set()
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        source = item.DerivationImageSequence[0].SourceImageSequence[0]
+        assert str(source.ReferencedSOPInstanceUID) == frame_uid
+        k = by_frame[int(source.ReferencedFrameNumber)]
+        seen.add(k)
+        position = [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
+        np.testing.assert_allclose(position, loaded.identity.slices[k].position_lps_mm, atol=1e-3)
+    assert seen == {1, 2, 3, 4}
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    spacing = [float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing]
+    np.testing.assert_allclose(spacing, loaded.volume.geometry.spacing_xyz_mm[1::-1], atol=1e-6)
+    dciodvfy = shutil.which("dciodvfy")
+    if dciodvfy is None:
+        pytest.skip("dciodvfy (dicom3tools) is not installed; the SEG's validation needs it")
+    result = subprocess.run([dciodvfy, str(info.path)], capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert "Segmentation" in output
+    assert [line for line in output.splitlines() if line.startswith("Error")] == [], output

@@ -19,7 +19,6 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="predicting needs torch (not on the I/O-only stacks)")
 pytest.importorskip("gdcm", reason="python-gdcm (a test dependency) encodes JPEG 2000")
-pytest.importorskip("highdicom", reason="highdicom (a test dependency) builds multi-frame CT")
 
 from dicom_variants import VARIANTS, dice_in_physical_space  # noqa: E402
 

@@ -140,3 +140,22 @@ def test_case_names_are_unique(tmp_path: Path) -> None:
     ]
     names = [case.name for case in collect_cases(paths, folders_of_cases=False)]
     assert names == ["a_ct", "b_ct", "a_ct_2"]
+
+
+def test_the_batch_error_says_what_became_of_the_other_cases() -> None:
+    from types import SimpleNamespace
+
+    from AutoCTVLib.cli.predict_cmd import batch_failure_message
+
+    summary = Path("out") / "batch_summary.csv"
+
+    def rows(*statuses: str) -> list[SimpleNamespace]:
+        return [SimpleNamespace(status=status) for status in statuses]
+
+    every = batch_failure_message(rows("failed", "failed"), ["a", "b"], summary)
+    assert every.startswith("all 2 case(s) failed (a, b); nothing was contoured;")
+    assert "other" not in every
+    some = batch_failure_message(rows("done", "failed", "skipped"), ["b"], summary)
+    assert some.startswith("1 of 3 case(s) failed (b); 1 contoured, 1 skipped (done earlier);")
+    only_skipped = batch_failure_message(rows("skipped", "failed"), ["b"], summary)
+    assert "0 contoured, 1 skipped (done earlier)" in only_skipped

@@ -45,10 +45,15 @@ PREDICT = ["--device", "cpu", "--progress", "none"]
 
 @dataclass(frozen=True)
 class BadInput:
-    """One class of bad input: ``build(folder)`` makes it and returns the ``autoctv`` arguments."""
+    """One class of bad input: ``build(folder)`` makes it and returns the ``autoctv`` arguments.
+
+    ``accepted`` marks a valid input the reader has to repair: it must be contoured (exit 0)
+    with a warning; the table shows its warning lines instead of an error.
+    """
 
     name: str
     build: Callable[[Path], list[str]]
+    accepted: bool = False
 
 
 @dataclass(frozen=True)
@@ -322,6 +327,77 @@ def localizers_only(d: Path) -> list[str]:
     return predict(edit_series(series(d / "scout"), scout), "-o", d / "out")
 
 
+def shifted_images(d: Path) -> list[str]:
+    def shift(k: int, ds: object) -> None:
+        if k in (4, 9):
+            position = ds.ImagePositionPatient  # type: ignore[attr-defined]
+            position[0] = float(position[0]) + 25.0
+
+    return predict(edit_series(series(d / "ct"), shift), "-o", d / "out")
+
+
+def multiframe_without_frames(d: Path) -> list[str]:
+    from pydicom.uid import LegacyConvertedEnhancedCTImageStorage as LEGACY
+
+    def to_multiframe(k: int, ds: object) -> bool:
+        if k:
+            return True
+        ds.SOPClassUID = LEGACY  # type: ignore[attr-defined]
+        ds.file_meta.MediaStorageSOPClassUID = LEGACY  # type: ignore[attr-defined]
+        ds.NumberOfFrames = 0  # type: ignore[attr-defined]
+        ds.PixelData = b""  # type: ignore[attr-defined]
+        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+            delattr(ds, keyword)
+        return False
+
+    return predict(edit_series(series(d / "ct"), to_multiframe), "-o", d / "out")
+
+
+def strip_preamble(folder: Path) -> Path:
+    """Drop the 128-byte preamble and ``DICM``: each file starts with its meta group."""
+    for path in folder.iterdir():
+        path.write_bytes(path.read_bytes()[132:])
+    return folder
+
+
+def mr_without_preamble(d: Path) -> list[str]:
+    mr_series(d)
+    return predict(strip_preamble(d / "mr"), "-o", d / "out")
+
+
+def cut_jpeg2000(d: Path) -> list[str]:
+    from pydicom.encaps import encapsulate, generate_frames
+    from pydicom.uid import JPEG2000Lossless
+
+    def compress(k: int, ds: object) -> None:
+        ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")  # type: ignore[attr-defined]
+        if k == 4:
+            (frame,) = generate_frames(ds.PixelData, number_of_frames=1)  # type: ignore[attr-defined]
+            ds.PixelData = encapsulate([frame[: len(frame) // 3]])  # type: ignore[attr-defined]
+
+    return predict(edit_series(series(d / "ct"), compress), "-o", d / "out")
+
+
+def blank_uid_series(d: Path) -> list[str]:
+    def blank(k: int, ds: object) -> None:
+        for keyword in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"):
+            setattr(ds, keyword, "")
+
+    folder = edit_series(series(d / "ct"), blank)
+    return predict(folder, "--format", "nifti,rtstruct", "-o", d / "out")
+
+
+def tilted_series(d: Path) -> list[str]:
+    step_mm, tan_tilt = 10.0, float(np.tan(np.radians(10.0)))
+
+    def tilt(k: int, ds: object) -> None:
+        position = ds.ImagePositionPatient  # type: ignore[attr-defined]
+        position[1] = float(position[1]) + k * step_mm * tan_tilt
+        ds.GantryDetectorTilt = 10.0  # type: ignore[attr-defined]
+
+    return predict(edit_series(series(d / "ct"), tilt), "-o", d / "out")
+
+
 def one_uncertainty_sample(d: Path) -> list[str]:
     return predict(image(d / "ct.nii.gz", phantom_ct()), "--uncertainty", "1", "-o", d / "out")
 
@@ -444,6 +520,12 @@ CASES: list[BadInput] = [
     BadInput("RTSTRUCT without its CT", rtstruct_only),
     BadInput("undecodable DICOM pixel data", undecodable_pixels),
     BadInput("only localizer (scout) images", localizers_only),
+    BadInput("DICOM images shifted in a way no gantry tilt explains", shifted_images),
+    BadInput("multi-frame CT with no frames", multiframe_without_frames),
+    BadInput("DICOM MR files without the 128-byte preamble", mr_without_preamble),
+    BadInput("JPEG 2000 pixel data cut short", cut_jpeg2000),
+    BadInput("DICOM series with blank UIDs", blank_uid_series, accepted=True),
+    BadInput("gantry-tilted DICOM series (10°)", tilted_series, accepted=True),
     BadInput("--uncertainty 1", one_uncertainty_sample),
     BadInput("unknown --format", unknown_format),
     BadInput("RTSTRUCT export from a NIfTI CT", dicom_export_from_nifti),
@@ -479,6 +561,9 @@ def run_case(case: BadInput, folder: Path, timeout_s: float = 300.0) -> Answer:
         cwd=folder,
     )
     message = result.stderr.strip()
+    if case.accepted:  # only its warnings: the rest is the usual log of a prediction
+        lines = message.splitlines()
+        message = "\n".join(line for line in lines if line.startswith("warning: "))
     for path in (str(folder.resolve()), str(folder)):
         message = message.replace(path, "DIR")
     return Answer(result.returncode, message)
@@ -496,32 +581,38 @@ def render_table(rows: list[tuple[BadInput, Answer]]) -> str:
         "Generated by `scripts/bad_inputs.py` (do not edit by hand): each class of bad input is",
         "built from a tiny synthetic phantom and run through the command in a fresh process; the",
         "message is what the command printed on stderr (paths inside the case folder shown as",
-        "`DIR/...`). Every message is one line; exit code 2 is a user error (nothing written).",
+        "`DIR/...`). Every error is one line; exit code 2 is a user error (nothing written).",
+        f"Rows marked **{ACCEPTED}** are valid inputs the reader repairs: they are contoured",
+        "(exit 0) and the message column shows the warning lines printed with the outputs.",
         "`Testing/test_bad_inputs_table.py` re-runs a few rows on every test run and all rows",
         "with `-m slow`.",
         "",
-        "| # | bad input | exit | message |",
-        "|---|---|---|---|",
+        "| # | input | result | exit | message |",
+        "|---|---|---|---|---|",
     ]
     for number, (case, answer) in enumerate(rows, start=1):
+        result = f"**{ACCEPTED}**" if case.accepted else REFUSED
         lines.append(
-            f"| {number} | {_cell(case.name)} | {answer.exit_code} | {_cell(answer.message)} |"
+            f"| {number} | {_cell(case.name)} | {result} | {answer.exit_code} | "
+            f"{_cell(answer.message)} |"
         )
     return "\n".join(lines) + "\n"
 
 
-_ROW = re.compile(r"^\| (\d+) \| (.*?) \| (\d+) \| (.*) \|$")
+_ROW = re.compile(r"^\| (\d+) \| (.*?) \| (\*\*accepted\*\*|refused) \| (\d+) \| (.*) \|$")
+ACCEPTED, REFUSED = "accepted", "refused"
 
 
-def read_table(path: Path = TABLE_PATH) -> dict[str, Answer]:
-    """The committed table: class name → recorded answer."""
-    recorded: dict[str, Answer] = {}
+def read_table(path: Path = TABLE_PATH) -> dict[str, tuple[bool, Answer]]:
+    """The committed table: class name → (marked accepted, recorded answer)."""
+    recorded: dict[str, tuple[bool, Answer]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         match = _ROW.match(line)
         if match:
             name = match.group(2).replace("\\|", "|")
-            message = match.group(4).replace("\\|", "|").replace("<br>", "\n")
-            recorded[name] = Answer(int(match.group(3)), message)
+            message = match.group(5).replace("\\|", "|").replace("<br>", "\n")
+            accepted = match.group(3) == f"**{ACCEPTED}**"
+            recorded[name] = (accepted, Answer(int(match.group(4)), message))
     return recorded
 
 

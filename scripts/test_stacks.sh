@@ -19,9 +19,10 @@ STACK_DIR=.venv-stacks
 # The I/O tests (RTSTRUCT, DICOM CT round trip, DICOM SEG, CT reader, seg.nrrd, image writers,
 # contours, HDF5 datasets from DICOM-RT), the torch-free numerics before and after the network
 # (preprocessing, metrics, augmentation), the CLI's error path, the compatibility module, the
-# Python-version checks and the Slicer module's dependency plan (AutoCTVLib.dependencies). MRML
-# tests need slicer-core, which is not part of these stacks (Slicer brings its own MRML), so
-# they are deselected.
+# Python-version checks, the Slicer module's dependency plan (AutoCTVLib.dependencies), and the
+# DICOM reader tests (blank UIDs, transfer syntaxes, gantry tilt, multi-frame CT, a scanner-style
+# series; those that predict need torch and skip). MRML tests need slicer-core, which is not part
+# of these stacks (Slicer brings its own MRML), so they are deselected.
 STACK_TESTS=(
   Testing/test_rtstruct.py
   Testing/test_dicom_ct_roundtrip.py
@@ -41,10 +42,19 @@ STACK_TESTS=(
   Testing/test_compat.py
   Testing/test_python_versions.py
   Testing/test_dependencies.py
+  Testing/test_dicom_blank_uids.py
+  Testing/test_dicom_transfer_syntaxes.py
+  Testing/test_dicom_tilt.py
+  Testing/test_dicom_multiframe.py
+  Testing/test_dicom_real_scanner.py
+  Testing/test_dicom_repaired_outputs.py
+  Testing/test_quiet_decoding.py
 )
-# Light dependencies shared by every stack. highdicom is only a second SEG reader for the tests
-# (the writer needs pydicom alone); its 0.22 release, the last for pydicom 2.x, runs on numpy 1.x
-# only, so it goes into the Python 3.9 stack alone.
+# Light dependencies shared by every stack: the compressed-DICOM decoders the package declares
+# (pylibjpeg and its plugins) and the test-only encoders of the reader tests (dcm2niix here,
+# python-gdcm per stack below: its newest releases ship no Python 3.9 wheel). highdicom is only
+# a second SEG reader for the tests (the writer needs pydicom alone); its 0.22 release, the last
+# for pydicom 2.x, runs on numpy 1.x only, so it goes into the Python 3.9 stack alone.
 COMMON_DEPS=(
   "scipy>=1.10"
   "SimpleITK>=2.3"
@@ -53,6 +63,11 @@ COMMON_DEPS=(
   "slicerio>=1.0"
   "pytest>=7.4"
   "pytest-timeout>=2.2"
+  "pylibjpeg>=2.0"
+  "pylibjpeg-libjpeg>=2.1"
+  "pylibjpeg-openjpeg>=2.3"
+  "pylibjpeg-rle>=2.0"
+  "dcm2niix>=1.0.20220720"
 )
 
 pyenv_root() {
@@ -123,6 +138,8 @@ run_stack() {
 }
 
 failed=0
-run_stack py39-pydicom24 3.9 "numpy==1.26.4 pydicom==2.4.4 highdicom==0.22.0" "$@" || failed=1
-run_stack py312-pydicom24 3.12 "numpy==2.0.2 pydicom==2.4.4" "$@" || failed=1
+run_stack py39-pydicom24 3.9 \
+  "numpy==1.26.4 pydicom==2.4.4 highdicom==0.22.0 python-gdcm>=3.0.22,<=3.2.2" "$@" || failed=1
+run_stack py312-pydicom24 3.12 \
+  "numpy==2.0.2 pydicom==2.4.4 python-gdcm>=3.0.22" "$@" || failed=1
 exit "$failed"

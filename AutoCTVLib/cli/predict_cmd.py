@@ -24,6 +24,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -228,12 +229,20 @@ def run_batch_command(args: argparse.Namespace, thp_status: str) -> int:
             f"{len(failed)} failed; table in {summary_path}"
         )
     if failed:
-        shown = ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
-        raise InputError(
-            f"{len(failed)} of {len(rows)} case(s) failed ({shown}); the other cases were "
-            f"contoured; see {summary_path}"
-        )
+        raise InputError(batch_failure_message(rows, failed, summary_path))
     return 0
+
+
+def batch_failure_message(rows: Sequence[object], failed: Sequence[str], summary: Path) -> str:
+    """The one-line error of a batch in which ``failed`` (case names) of ``rows`` failed: what
+    became of the other cases, or that every case failed."""
+    shown = ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
+    done = sum(getattr(row, "status", "") == "done" for row in rows)
+    skipped = sum(getattr(row, "status", "") == "skipped" for row in rows)
+    if len(failed) == len(rows):
+        return f"all {len(rows)} case(s) failed ({shown}); nothing was contoured; see {summary}"
+    others = f"{done} contoured" + (f", {skipped} skipped (done earlier)" if skipped else "")
+    return f"{len(failed)} of {len(rows)} case(s) failed ({shown}); {others}; see {summary}"
 
 
 def check_arguments(uncertainty: int, device: str, threads: int | None, seed: int) -> None:

@@ -78,6 +78,7 @@ from AutoCTVLib.io.dicom_uids import (
     uid_with_fallback,
 )
 from AutoCTVLib.io.identity import SeriesIdentity, SliceRef
+from AutoCTVLib.io.quiet_decoding import quiet_decoding
 from AutoCTVLib.volume import Geometry, Volume
 
 __all__ = [
@@ -404,9 +405,10 @@ def load_hounsfield(series: SortedSeries) -> np.ndarray:
 def _stored_pixels(header: DicomHeader, frames: FramePixels) -> np.ndarray:
     """The stored values of one image (or frame), (rows, columns)."""
     try:
-        if header.frame_index is not None:
-            return frames.frame(header.path, header.frame_index)
-        return np.asarray(read_dicom(header.path, header_only=False).pixel_array)
+        with quiet_decoding():
+            if header.frame_index is not None:
+                return frames.frame(header.path, header.frame_index)
+            return np.asarray(read_dicom(header.path, header_only=False).pixel_array)
     except Exception as error:  # decoding failures depend on the transfer syntax
         meta = getattr(header.dataset, "file_meta", None)
         syntax = str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""

@@ -61,6 +61,11 @@ def frame_headers(path: Path, dataset: Dataset) -> list[DicomHeader]:
         frames = int(dataset.get("NumberOfFrames") or 0)
     except (TypeError, ValueError):
         frames = 0
+    if frames < 1 and dataset.get("NumberOfFrames") not in (None, ""):
+        raise GeometryError(
+            f"multi-frame CT {path.name} holds no frames (NumberOfFrames is "
+            f"{dataset.NumberOfFrames}); there is no image to contour"
+        )
     if frames < 1:
         raise GeometryError(
             f"multi-frame CT {path.name} has no NumberOfFrames; its frames cannot be found"

@@ -6,10 +6,14 @@ Segmentation Image, Multi-frame Functional Groups, Multi-frame Dimension, Common
 Reference and SOP Common. Patient and study attributes are copied from the CT so the SEG lands
 in the CT's study.
 
-Frames: one per CT image that holds at least one segment pixel, in CT volume order (k
-ascending). The shared functional groups carry the CT's orientation, pixel spacing and slice
-thickness; each frame carries its source CT image (Derivation Image), its position (copied from
-the CT image), its segment number and its dimension index (segment 1, frame position rank).
+Frames: one per CT source frame that holds at least one segment pixel, in the mask's order (k
+ascending). A source frame is a single-frame CT image or one frame of a multi-frame (Enhanced /
+Legacy Converted Enhanced) CT, whose geometry is read from its functional groups
+(:mod:`AutoCTVLib.io.dicom_seg_frames`). The shared functional groups carry the CT's
+orientation, pixel spacing and slice thickness; each frame carries its source CT image
+(Derivation Image; with ReferencedFrameNumber for a multi-frame source), its position (copied
+from the source frame), its segment number and its dimension index (segment 1, frame position
+rank).
 Pixels are BitsAllocated 1, packed across frame boundaries with the first pixel in the least
 significant bit (PS3.5 8.1.1), padded to an even length.
 """
@@ -28,6 +32,7 @@ from pydicom.valuerep import format_number_as_ds
 
 from AutoCTVLib import __version__
 from AutoCTVLib.errors import InputError
+from AutoCTVLib.io.dicom_seg_frames import SourceFrame, source_frames
 from AutoCTVLib.terminology import CodedConcept
 
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -104,7 +109,9 @@ def build_segmentation(
     """The SEG dataset (with file meta) for ``mask_zyx`` on the CT images ``ct_images``.
 
     Args:
-        mask_zyx: bool (z, y, x); slice k belongs to ``ct_images[k]``; at least one voxel set.
+        mask_zyx: bool (z, y, x); slice k belongs to the k-th source frame: ``ct_images[k]``
+            for single-frame images, frame k + 1 for one multi-frame image (see
+            :func:`~AutoCTVLib.io.dicom_seg_frames.source_frames`); at least one voxel set.
         ct_images: CT headers in volume order (pixel data not needed), one series.
         segment, series: what to write (see :class:`SegmentSpec`, :class:`SeriesSpec`).
         manufacturer_model_name: Enhanced General Equipment's model name (the model's name).
@@ -116,19 +123,13 @@ def build_segmentation(
     first = ct_images[0]
     _require(
         first,
-        (
-            "StudyInstanceUID",
-            "SeriesInstanceUID",
-            "FrameOfReferenceUID",
-            "ImageOrientationPatient",
-            "PixelSpacing",
-            "Rows",
-            "Columns",
-        ),
+        ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "Rows", "Columns"),
     )
-    for image in ct_images:
-        _require(image, ("SOPClassUID", "SOPInstanceUID", "ImagePositionPatient"))
-    stored = [k for k in range(len(ct_images)) if mask_zyx[k].any()]
+    frames = source_frames(ct_images)
+    _require(frames[0].header, ("ImageOrientationPatient", "PixelSpacing"))
+    for frame in frames:
+        _require(frame.header, ("SOPClassUID", "SOPInstanceUID", "ImagePositionPatient"))
+    stored = [k for k in range(len(frames)) if mask_zyx[k].any()]
     date, time = series.created.strftime("%Y%m%d"), series.created.strftime("%H%M%S")
 
     ds = Dataset()
@@ -171,9 +172,9 @@ def build_segmentation(
     ds.DimensionOrganizationSequence[0].DimensionOrganizationUID = dimension_uid
     ds.DimensionOrganizationType = "3D"
     ds.DimensionIndexSequence = _dimension_index(dimension_uid)
-    ds.SharedFunctionalGroupsSequence = [_shared_groups(ct_images)]
+    ds.SharedFunctionalGroupsSequence = [_shared_groups([frame.header for frame in frames])]
     ds.PerFrameFunctionalGroupsSequence = [
-        _frame_groups(ct_images[k], rank) for rank, k in enumerate(stored, start=1)
+        _frame_groups(frames[k], rank) for rank, k in enumerate(stored, start=1)
     ]
     ds.NumberOfFrames = len(stored)
     ds.PixelData = pack_frames(np.asarray(mask_zyx, dtype=bool)[stored])
@@ -220,11 +221,16 @@ def _copy_patient_and_study(ct: Dataset, ds: Dataset) -> None:
 
 
 def _referenced_series(ct_images: Sequence[Dataset]) -> Dataset:
-    """Common Instance Reference: the CT series and every one of its images."""
+    """Common Instance Reference: the CT series and every one of its images (a multi-frame
+    image once)."""
     series = Dataset()
     series.SeriesInstanceUID = ct_images[0].SeriesInstanceUID
     instances = []
+    seen: set[str] = set()
     for image in ct_images:
+        if str(image.SOPInstanceUID) in seen:
+            continue
+        seen.add(str(image.SOPInstanceUID))
         item = Dataset()
         item.ReferencedSOPClassUID = image.SOPClassUID
         item.ReferencedSOPInstanceUID = image.SOPInstanceUID
@@ -274,7 +280,7 @@ def _dimension_index(dimension_uid: str) -> list[Dataset]:
 
 
 def _shared_groups(ct_images: Sequence[Dataset]) -> Dataset:
-    """Orientation and pixel measures, shared by every frame."""
+    """Orientation and pixel measures, shared by every frame (``ct_images``: flat headers)."""
     first = ct_images[0]
     orientation = Dataset()
     orientation.ImageOrientationPatient = list(first.ImageOrientationPatient)
@@ -308,13 +314,16 @@ def _regular_spacing_mm(ct_images: Sequence[Dataset]) -> float | None:
     return float(gaps.mean())
 
 
-def _frame_groups(image: Dataset, rank: int) -> Dataset:
-    """Per-frame groups: source CT image, dimension index (segment 1, rank), position and the
-    segment (per frame rather than shared: older readers, highdicom 0.22 among them, look for
-    it there)."""
+def _frame_groups(frame: SourceFrame, rank: int) -> Dataset:
+    """Per-frame groups: source CT image (and frame), dimension index (segment 1, rank),
+    position and the segment (per frame rather than shared: older readers, highdicom 0.22 among
+    them, look for it there)."""
+    image = frame.header
     source = Dataset()
     source.ReferencedSOPClassUID = image.SOPClassUID
     source.ReferencedSOPInstanceUID = image.SOPInstanceUID
+    if frame.frame_number is not None:
+        source.ReferencedFrameNumber = int(frame.frame_number)
     source.PurposeOfReferenceCodeSequence = [code_item(SOURCE_IMAGE_PURPOSE)]
     source.SpatialLocationsPreserved = "YES"
     derivation = Dataset()
