@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
+# slicer-core's vtkITK filters (Fill between slices) run on ITK's pool threader, whose worker
+# threads keep thread-local filter objects until the process exits; they are destroyed after
+# ITK's own globals and the process dies with SIGSEGV after the test summary (reproduced with a
+# bare script that runs vtkITKMorphologicalContourInterpolator once). ITK's "Platform" threader
+# joins its threads at the end of each call, so nothing outlives ITK. It must be chosen before
+# ITK creates its first threader, hence here, before any test imports slicer; child processes
+# inherit it.
+os.environ.setdefault("ITK_GLOBAL_DEFAULT_THREADER", "Platform")
+
 import numpy as np
 import pytest
 
