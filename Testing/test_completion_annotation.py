@@ -28,7 +28,7 @@ def ellipsoid(shape=SHAPE, radii=(11.0, 12.0, 13.0)) -> np.ndarray:
     """A solid ellipsoid centred in a (z, y, x) grid."""
     grid = np.indices(shape, dtype=float)
     centre = [(n - 1) / 2.0 for n in shape]
-    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)) <= 1.0
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii)) <= 1.0
 
 
 def drawn(mask: np.ndarray, annotation: Annotation) -> np.ndarray:

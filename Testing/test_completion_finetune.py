@@ -69,7 +69,7 @@ def test_unknown_voxels_have_zero_weight_in_the_finetuning_loss() -> None:
     changed_loss = finetune_loss(network, changed)
     changed_loss.backward()
     assert torch.equal(changed_loss, loss)
-    for before, after in zip(reference_grads, gradients(network), strict=True):
+    for before, after in zip(reference_grads, gradients(network)):
         assert torch.equal(before, after)
 
 
@@ -141,9 +141,9 @@ def test_time_budget_cancel_and_the_original_network_is_untouched() -> None:
     assert report.steps == 0
     tuned, report = finetune_network(network, inputs, FinetuneConfig(max_steps=2))
     assert report.steps == 2 and report.final_loss is not None and not tuned.training
-    changed = any(not torch.equal(a, b) for a, b in zip(before, tuned.parameters(), strict=True))
+    changed = any(not torch.equal(a, b) for a, b in zip(before, tuned.parameters()))
     assert changed
-    for a, b in zip(before, network.parameters(), strict=True):
+    for a, b in zip(before, network.parameters()):
         assert torch.equal(a, b)
     cancel = threading.Event()
     cancel.set()

@@ -28,7 +28,7 @@ SPACING = (0.9, 0.9, 3.0)  # in-plane finer than the model grid, slices as thick
 def ellipsoid(shape=SHAPE, radii=(7.0, 15.0, 17.0)) -> np.ndarray:
     grid = np.indices(shape, dtype=float)
     centre = [(n - 1) / 2.0 for n in shape]
-    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)) <= 1.0
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii)) <= 1.0
 
 
 def case(kind: str, spacing=SPACING, shape=SHAPE) -> tuple[Volume, np.ndarray]:
@@ -50,7 +50,7 @@ def test_annotated_slices_land_on_model_planes(grid_kind: str) -> None:
     assert len(inputs.model_annotation.z) == len(annotation.z)
     assert not inputs.model_annotation.y and not inputs.model_annotation.x
     normal = ct.geometry.slice_normal
-    for k, m in zip(annotation.z, inputs.model_annotation.z, strict=True):
+    for k, m in zip(annotation.z, inputs.model_annotation.z):
         input_plane = ct.geometry.index_to_physical(np.array([0.0, 0.0, k])) @ normal
         model_plane = model.index_to_physical(np.array([0.0, 0.0, m])) @ normal
         assert input_plane == pytest.approx(model_plane, abs=1e-6)

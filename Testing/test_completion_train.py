@@ -74,7 +74,7 @@ def test_batches_are_seeded_padded_and_fully_supervised() -> None:
     assert (inputs[:, 1:2][known] == target[known]).float().mean() > 0.95
     assert target[~known & (weight > 0)].sum() > 0
     again = training_batch(cases, config, iteration=5)
-    assert all(torch.equal(a, b) for a, b in zip((inputs, target, weight), again, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip((inputs, target, weight), again))
     other = training_batch(cases, config, iteration=6)
     assert not torch.equal(other[0], inputs)
 

@@ -28,7 +28,7 @@ def reference_even_odd(polygons: list[np.ndarray], shape_yx: tuple[int, int]) ->
     jj, ii = np.mgrid[: shape_yx[0], : shape_yx[1]].astype(float)
     inside = np.zeros(shape_yx, dtype=bool)
     for points in polygons:
-        for (x0, y0), (x1, y1) in zip(points, np.roll(points, -1, axis=0), strict=True):
+        for (x0, y0), (x1, y1) in zip(points, np.roll(points, -1, axis=0)):
             straddles = (y0 <= jj) != (y1 <= jj)
             with np.errstate(divide="ignore", invalid="ignore"):
                 x_cross = x0 + (jj - y0) * (x1 - x0) / (y1 - y0)

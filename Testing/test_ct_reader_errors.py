@@ -23,6 +23,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from AutoCTVLib.compat import save_dicom_file
 from AutoCTVLib.errors import (
     GeometryError,
     InputError,
@@ -64,7 +65,7 @@ def edit_slices(folder: Path, edit: Callable[[int, Dataset], bool | None]) -> No
         if edit(k, dataset):
             path.unlink()
         else:
-            dataset.save_as(path, enforce_file_format=True)
+            save_dicom_file(dataset, path)
 
 
 def save_object(path: Path, sop_class_uid: str, modality: str, **attributes: Any) -> None:
@@ -82,7 +83,7 @@ def save_object(path: Path, sop_class_uid: str, modality: str, **attributes: Any
     for keyword, value in attributes.items():
         setattr(dataset, keyword, value)
     path.parent.mkdir(parents=True, exist_ok=True)
-    dataset.save_as(path, enforce_file_format=True)
+    save_dicom_file(dataset, path)
 
 
 def write_image(path: Path, image: sitk.Image) -> Path:
@@ -493,7 +494,7 @@ def test_tolerated_oddities_give_warnings(tmp_path: Path) -> None:
     localizer.SOPInstanceUID = localizer.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     localizer.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
     localizer.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
-    localizer.save_as(tmp_path / "ct" / "scout", enforce_file_format=True)
+    save_dicom_file(localizer, tmp_path / "ct" / "scout")
     (tmp_path / "ct" / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 7)
     loaded = read_ct(tmp_path / "ct")
     assert loaded.identity.slices == identity.slices

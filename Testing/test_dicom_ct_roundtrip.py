@@ -13,6 +13,7 @@ import pytest
 import SimpleITK as sitk
 from conftest import make_geometry
 
+from AutoCTVLib.compat import save_dicom_file
 from AutoCTVLib.errors import OutputError
 from AutoCTVLib.io import dicom_ct_write
 from AutoCTVLib.io.ct_reader import read_ct
@@ -113,7 +114,7 @@ def test_shuffled_renamed_and_renumbered_slices_still_sort_by_position(tmp_path:
         dataset.InstanceNumber = new_index + 1  # misleading instance numbers
         target = scrambled / f"sub{new_index % 2}" / f"{new_index:03d}"
         target.parent.mkdir(parents=True, exist_ok=True)
-        dataset.save_as(target, enforce_file_format=True)
+        save_dicom_file(dataset, target)
     (scrambled / "README.txt").write_text("not a DICOM file")
     loaded = read_ct(scrambled)
     assert_same_grid(loaded.volume.geometry, ct.geometry)

@@ -204,7 +204,7 @@ def test_aligned_patches_show_the_same_place_in_every_case() -> None:
         assert np.all(np.abs(offset) <= patch // 4)
         batch = sampler.batch(iteration)
         assert sorted(batch.case_ids) == ["a", "b", "c"]
-        for case_id, image in zip(batch.case_ids, batch.image, strict=True):
+        for case_id, image in zip(batch.case_ids, batch.image):
             case = next(c for c in cases if c.case_id == case_id)
             start = patch_start(image)
             if foreground:  # centred at the same offset from each label's centroid

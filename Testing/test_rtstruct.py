@@ -15,6 +15,7 @@ from conftest import make_geometry
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
 
+from AutoCTVLib.compat import save_dicom_file
 from AutoCTVLib.errors import InputError, OutputError, ReferenceMismatchError, ROINotFoundError
 from AutoCTVLib.io.identity import SeriesIdentity, SliceRef
 from AutoCTVLib.io.rtstruct_read import (
@@ -407,7 +408,7 @@ def test_reader_refuses_files_that_are_not_rtstructs(tmp_path: Path) -> None:
     ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
     ds.Modality = "CT"
     ct_file = tmp_path / "CT.dcm"
-    ds.save_as(ct_file, enforce_file_format=True)
+    save_dicom_file(ds, ct_file)
     with pytest.raises(InputError, match="is a CT file, not an RTSTRUCT"):
         read_rtstruct(ct_file)
 
@@ -451,7 +452,7 @@ def test_reader_handles_a_minimal_third_party_file(tmp_path: Path) -> None:
     roi_contour.ContourSequence = [contour]
     ds.ROIContourSequence = [roi_contour]
     path = tmp_path / "third_party.dcm"
-    ds.save_as(path, enforce_file_format=True)
+    save_dicom_file(ds, path)
 
     structure_set = read_rtstruct(path)
     assert structure_set.frame_of_reference_uids == (frame_uid,)

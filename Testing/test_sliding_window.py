@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import threading
 
@@ -45,7 +44,7 @@ class CountingPredictor:
 
 def expected_window_count(shape, roi, overlap) -> int:
     count = 1
-    for size, r in zip(shape, roi, strict=True):
+    for size, r in zip(shape, roi):
         if size <= r:
             continue
         step = max(1, math.floor(r * (1 - overlap)))
@@ -113,13 +112,13 @@ def test_window_count_and_coverage(shape, roi, overlap) -> None:
     for window in windows:
         covered[window] += 1
     assert int(covered.min()) >= 1
-    for axis, (size, r) in enumerate(zip(shape, roi, strict=True)):
+    for axis, (size, r) in enumerate(zip(shape, roi)):
         starts = sorted({w[axis].start for w in windows})
         assert starts[0] == 0
         assert starts[-1] == max(0, size - r)  # last window aligned to the far edge
         if len(starts) > 1:
             # neighbours overlap by at least the requested fraction
-            gaps = [b - a for a, b in itertools.pairwise(starts)]
+            gaps = [b - a for a, b in zip(starts, starts[1:])]
             assert max(gaps) <= max(1, math.floor(r * (1 - overlap)))
 
 
@@ -290,6 +289,6 @@ def test_window_starts_properties(overlap) -> None:
         for size in range(roi + 1, 50):
             starts = window_starts(size, roi, overlap)
             assert starts[0] == 0 and starts[-1] == size - roi
-            gaps = [b - a for a, b in itertools.pairwise(starts)]
+            gaps = [b - a for a, b in zip(starts, starts[1:])]
             assert min(gaps) >= 1 and max(gaps) <= step
             assert len(starts) == math.ceil((size - roi) / step) + 1

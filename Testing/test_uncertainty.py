@@ -138,9 +138,7 @@ def test_accumulator_rejects_bad_input() -> None:
 def ball_prob(shape, centre, radius_mm, spacing_zyx, width_mm) -> np.ndarray:
     """Foreground probability of a ball with a logistic edge ``width_mm`` wide."""
     grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
-    dist = np.sqrt(
-        sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, spacing_zyx, strict=True))
-    )
+    dist = np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, spacing_zyx)))
     return (1.0 / (1.0 + np.exp((dist - radius_mm) / width_mm))).astype(np.float32)
 
 
@@ -256,8 +254,8 @@ def test_slices_to_review_rules() -> None:
 
 
 def brute_force_auroc(scores, labels) -> float:
-    pos = [s for s, y in zip(scores, labels, strict=True) if y]
-    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
     wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
     return wins / (len(pos) * len(neg))
 

@@ -252,7 +252,7 @@ def weight_by_style(
         values: dict[str, list[float]] = {}
         for row in rows:
             scale = len(row["sample_weights"])
-            for case_id, weight in zip(row["case_ids"], row["sample_weights"], strict=True):
+            for case_id, weight in zip(row["case_ids"], row["sample_weights"]):
                 values.setdefault(labels[case_id]["style"], []).append(weight * scale)
         for style, weights in values.items():
             summary.setdefault(style, {})[part] = round(float(np.mean(weights)), 4)

@@ -146,7 +146,7 @@ def format_table(rows: Iterable[Sequence[str]]) -> str:
 
 def _format_row(cells: Sequence[str]) -> str:
     parts = []
-    for (_, width, align), cell in zip(_COLUMNS, cells, strict=True):
+    for (_, width, align), cell in zip(_COLUMNS, cells):
         if width:
             text = cell if len(cell) <= width else cell[: width - 1] + "…"
             parts.append(f"{text:{align}{width}}")

@@ -24,7 +24,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -57,7 +57,7 @@ METHODS = COMPLETION_METHODS
 EXTENTS = ("auto", "drawn", "free")
 #: ``progress(fraction_done, message)``, fraction in [0, 1].
 Progress = Callable[[float, str], None]
-ModelArg = str | os.PathLike[str] | CompletionModel | None
+ModelArg = Union[str, os.PathLike[str], CompletionModel, None]
 _PROVENANCE_KEYS = ("model_name", "model_version", "model_sha256")
 
 

@@ -132,7 +132,7 @@ def _patch_window(
     points = np.argwhere(known)
     centre = points[int(rng.integers(len(points)))] if len(points) else np.asarray(shape) // 2
     window = []
-    for axis, (size, length) in enumerate(zip(shape, patch, strict=True)):
+    for axis, (size, length) in enumerate(zip(shape, patch)):
         if size <= length:
             window.append(slice(0, size))
             continue

@@ -284,7 +284,7 @@ def prepare_inputs(
                 tuple(w.start or 0 for w in window),
                 tuple(
                     w.stop if w.stop is not None else n
-                    for w, n in zip(window, cropped_ct.geometry.shape_zyx, strict=True)
+                    for w, n in zip(window, cropped_ct.geometry.shape_zyx)
                 ),
                 cropped_ct.geometry.shape_zyx,
             ).cropped_geometry(cropped_ct.geometry)

@@ -260,7 +260,7 @@ def augment(
         order = [0, 1, 2]
         for value in sorted(set(spacing_zyx)):
             group = [axis for axis in range(3) if spacing_zyx[axis] == value]
-            for axis, source in zip(group, rng.permutation(group), strict=True):
+            for axis, source in zip(group, rng.permutation(group)):
                 order[axis] = int(source)
         arrays = [np.transpose(a, [0, *(1 + np.asarray(order))]) for a in arrays]
     for axis in (1, 2, 3):
@@ -291,7 +291,7 @@ def fit_patch(example: Example, patch_zyx: Sequence[int], rng: np.random.Generat
     shape = example.target.shape[1:]
     foreground = np.argwhere(example.target[0] > 0)
     window = []
-    for axis, (size, length) in enumerate(zip(shape, patch_zyx, strict=True)):
+    for axis, (size, length) in enumerate(zip(shape, patch_zyx)):
         if size <= length:
             window.append(slice(0, size))
             continue
@@ -302,7 +302,7 @@ def fit_patch(example: Example, patch_zyx: Sequence[int], rng: np.random.Generat
             start = int(rng.integers(0, size - length + 1))
         window.append(slice(start, start + length))
     pads = [(0, 0)] + [
-        (0, int(length) - (w.stop - w.start)) for w, length in zip(window, patch_zyx, strict=True)
+        (0, int(length) - (w.stop - w.start)) for w, length in zip(window, patch_zyx)
     ]
 
     def fit(array: np.ndarray) -> np.ndarray:

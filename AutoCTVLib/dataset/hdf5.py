@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Union
 
 import h5py
 import numpy as np
@@ -40,7 +41,7 @@ _INT16_MIN, _INT16_MAX = np.iinfo(np.int16).min, np.iinfo(np.int16).max
 _GZIP_LEVEL = 4
 _JSON_ATTRS = ("identity", "roi_names", "qc")
 
-PathOrHandle = str | os.PathLike[str] | h5py.File
+PathOrHandle = Union[str, os.PathLike[str], h5py.File]
 
 
 def hu_to_int16(ct_hu: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -116,7 +117,7 @@ def write_case(
     if case_id in cases:
         raise ValueError(f"case {case_id!r} is already in the dataset")
     group = cases.create_group(case_id)
-    chunks = tuple(min(n, c) for n, c in zip(geometry.shape_zyx, (16, 128, 128), strict=True))
+    chunks = tuple(min(n, c) for n, c in zip(geometry.shape_zyx, (16, 128, 128)))
     storage = {"chunks": chunks, "compression": "gzip", "compression_opts": _GZIP_LEVEL}
     group.create_dataset("ct", data=ct_hu_int16, shuffle=True, **storage)
     label_group = group.create_group("labels")

@@ -78,12 +78,12 @@ def window_slices(
     overlaps = _per_axis(overlap, "overlap")
     starts_per_axis = [
         window_starts(int(size), int(roi), ov)
-        for size, roi, ov in zip(shape_zyx, roi_size_zyx, overlaps, strict=True)
+        for size, roi, ov in zip(shape_zyx, roi_size_zyx, overlaps)
     ]
     return [
         tuple(
             slice(start, start + min(int(roi), int(size)))
-            for start, roi, size in zip(starts, roi_size_zyx, shape_zyx, strict=True)
+            for start, roi, size in zip(starts, roi_size_zyx, shape_zyx)
         )  # type: ignore[misc]
         for starts in product(*starts_per_axis)
     ]
@@ -193,21 +193,19 @@ def _pad_to_roi(
 ) -> tuple[torch.Tensor, tuple[slice, slice, slice]]:
     """Pad axes shorter than the window symmetrically; return the padded image and the crop."""
     spatial = image.shape[2:]
-    before = [max(0, r - int(n)) // 2 for r, n in zip(roi, spatial, strict=True)]
-    after = [max(0, r - int(n)) - b for r, n, b in zip(roi, spatial, before, strict=True)]
-    crop = tuple(slice(b, b + int(n)) for b, n in zip(before, spatial, strict=True))
+    before = [max(0, r - int(n)) // 2 for r, n in zip(roi, spatial)]
+    after = [max(0, r - int(n)) - b for r, n, b in zip(roi, spatial, before)]
+    crop = tuple(slice(b, b + int(n)) for b, n in zip(before, spatial))
     if not any(before) and not any(after):
         return image, crop  # type: ignore[return-value]
-    if mode == "reflect" and any(
-        max(b, a) >= int(n) for b, a, n in zip(before, after, spatial, strict=True)
-    ):
+    if mode == "reflect" and any(max(b, a) >= int(n) for b, a, n in zip(before, after, spatial)):
         raise ValueError(
             f"reflect padding needs the volume {tuple(spatial)} to be more than half the "
             f"window {roi} along every axis; use 'replicate' or 'constant'"
         )
     # F.pad lists pads from the last axis backwards: (x_before, x_after, y_before, ...).
     pads: list[int] = []
-    for b, a in zip(reversed(before), reversed(after), strict=True):
+    for b, a in zip(reversed(before), reversed(after)):
         pads += [b, a]
     if mode == "constant":
         padded = F.pad(image, pads, mode="constant", value=value)

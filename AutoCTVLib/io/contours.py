@@ -227,7 +227,7 @@ def polygons_to_mask(polygons_ij: Sequence[np.ndarray], shape_yx: tuple[int, int
     edges = [_closed_edges(np.asarray(p, dtype=float)) for p in polygons_ij if len(p) >= 3]
     if not edges:
         return np.zeros((n_rows, n_cols), dtype=bool)
-    x0, y0, x1, y1 = (np.concatenate(part) for part in zip(*edges, strict=True))
+    x0, y0, x1, y1 = (np.concatenate(part) for part in zip(*edges))
     y0 = _snap(y0)
     y1 = _snap(y1)
     # Edge crosses the centre row j when min(y0, y1) <= j < max(y0, y1) (half-open, so a vertex

@@ -44,6 +44,7 @@ from pydicom.uid import (
 from pydicom.valuerep import format_number_as_ds
 
 from AutoCTVLib import __version__
+from AutoCTVLib.compat import save_dicom_file
 from AutoCTVLib.errors import OutputError
 from AutoCTVLib.io.identity import SeriesIdentity, SliceRef
 from AutoCTVLib.volume import Volume
@@ -305,7 +306,7 @@ def _series_dataset(
 
 def _save_dataset(dataset: Dataset, path: Path) -> None:
     """Write one DICOM Part 10 file (preamble, file meta, explicit VR little endian)."""
-    dataset.save_as(path, enforce_file_format=True)
+    save_dicom_file(dataset, path)
 
 
 def _check_target(target: Path) -> None:

@@ -34,8 +34,10 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import generate_uid
 
 from AutoCTVLib import __version__
+from AutoCTVLib.compat import dicom_seg_supported, save_dicom_file
 from AutoCTVLib.errors import InputError, OutputError
 from AutoCTVLib.io.atomic import atomic_path
+from AutoCTVLib.io.dicom_color import rgb_to_cielab
 from AutoCTVLib.io.identity import SeriesIdentity
 from AutoCTVLib.terminology import CTV_TYPE, RT_TARGET_CATEGORY, CodedConcept
 
@@ -119,13 +121,11 @@ def write_dicom_seg(
         InputError: the CT images cannot be found, or the mask does not match them.
         OutputError: the file cannot be written, or highdicom is missing.
     """
-    try:
-        import highdicom as hd
-        from pydicom.sr.codedict import codes
-    except ImportError as error:  # pragma: no cover - depends on the installation
-        raise OutputError(
-            "DICOM SEG export needs the highdicom package (pip install highdicom)"
-        ) from error
+    supported, reason = dicom_seg_supported()
+    if not supported:
+        raise OutputError(reason)
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
 
     datasets = _ct_datasets(ct, ct_folder)
     mask = _check_mask(mask_zyx, datasets)
@@ -153,8 +153,10 @@ def write_dicom_seg(
         segmented_property_type=_code(segment_type),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm,
-        display_color=hd.color.CIELabColor.from_rgb(*color_rgb),
     )
+    # Set directly: highdicom 0.22 (the release for pydicom 2.4) has no display_color argument.
+    lab = hd.color.CIELabColor(*rgb_to_cielab(color_rgb)).value
+    description.RecommendedDisplayCIELabValue = [int(v) for v in lab]
     if segment_description:
         description.SegmentDescription = segment_description[:_LO_MAX]
 
@@ -189,7 +191,7 @@ def write_dicom_seg(
 
     target = Path(path)
     with atomic_path(target, overwrite=overwrite) as tmp:
-        segmentation.save_as(tmp, enforce_file_format=True)
+        save_dicom_file(segmentation, tmp)
     frames = int(segmentation.NumberOfFrames)
     logger.info("wrote DICOM SEG %s (%d frames)", target, frames)
     return DicomSegInfo(

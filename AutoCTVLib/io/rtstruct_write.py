@@ -35,6 +35,7 @@ from pydicom.uid import (
 )
 
 from AutoCTVLib import __version__
+from AutoCTVLib.compat import save_dicom_file
 from AutoCTVLib.errors import OutputError, ReferenceMismatchError
 from AutoCTVLib.io.atomic import atomic_path
 from AutoCTVLib.io.contours import mask_volume_to_polygons, polygons_to_lps
@@ -174,7 +175,7 @@ def write_rtstruct(
 
     with atomic_path(path, overwrite=overwrite) as temporary:
         try:
-            ds.save_as(temporary, enforce_file_format=True)
+            save_dicom_file(ds, temporary)
         except OSError as error:
             raise OutputError(f"cannot write the RTSTRUCT {path}: {error}") from error
     logger.info("wrote RTSTRUCT %s with %d ROI(s)", path, len(rois))

@@ -180,7 +180,7 @@ def write_seg_nrrd(
     layer_of = assign_layers(masks)
     layer_count = max(layer_of) + 1
     layers_zyx = np.zeros((layer_count, *geometry.shape_zyx), dtype=np.uint8)
-    for index, (mask, layer) in enumerate(zip(masks, layer_of, strict=True)):
+    for index, (mask, layer) in enumerate(zip(masks, layer_of)):
         layers_zyx[layer][mask] = index + 1
 
     header = _header_lines(segments, layer_of, geometry, provenance or {}, layer_count)
@@ -314,7 +314,7 @@ def _header_lines(
     ]
     fields: list[tuple[str, str]] = []
     seen_ids: set[str] = set()
-    for index, (segment, layer) in enumerate(zip(segments, layer_of, strict=True)):
+    for index, (segment, layer) in enumerate(zip(segments, layer_of)):
         segment_fields = _segment_fields(index, segment, layer, size_xyz)
         segment_id = dict(segment_fields)[f"Segment{index}_ID"]
         if segment_id in seen_ids:

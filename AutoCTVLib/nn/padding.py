@@ -72,6 +72,6 @@ def crop_padding(x: torch.Tensor, padding: Padding) -> torch.Tensor:
     if padding.is_empty:
         return x
     slices = [slice(None), slice(None)]
-    for (before, after), size in zip(padding.before_after, x.shape[2:], strict=True):
+    for (before, after), size in zip(padding.before_after, x.shape[2:]):
         slices.append(slice(before, size - after))
     return x[tuple(slices)]

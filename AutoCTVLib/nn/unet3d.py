@@ -124,8 +124,7 @@ class UNet(nn.Module):
         decoder_dropout = dropout_where in ("decoder", "all")
         inputs = (in_channels, *channels[:-2])
         self.encoder = nn.ModuleList(
-            block(c_in, c_out, encoder_dropout)
-            for c_in, c_out in zip(inputs, channels[:-1], strict=True)
+            block(c_in, c_out, encoder_dropout) for c_in, c_out in zip(inputs, channels[:-1])
         )
         self.pool = max_pool_layer(spatial_dims)(kernel_size=2, stride=2)
         self.bridge = block(channels[-2], channels[-1], bridge_dropout)

@@ -134,8 +134,8 @@ def _offset(
 
 def _hull(a: IndexBox, b: IndexBox) -> IndexBox:
     return IndexBox(
-        tuple(min(x, y) for x, y in zip(a.start, b.start, strict=True)),  # type: ignore[arg-type]
-        tuple(max(x, y) for x, y in zip(a.stop, b.stop, strict=True)),  # type: ignore[arg-type]
+        tuple(min(x, y) for x, y in zip(a.start, b.start)),  # type: ignore[arg-type]
+        tuple(max(x, y) for x, y in zip(a.stop, b.stop)),  # type: ignore[arg-type]
     )
 
 
@@ -146,6 +146,6 @@ def _grow(box: IndexBox, offset_mm: float, raster: Rasteriser) -> IndexBox:
     spacing_kji = raster.geometry.spacing_xyz_mm[::-1]
     pad = [int(np.ceil(offset_mm / s)) + 1 for s in spacing_kji]
     shape = raster.geometry.shape_zyx
-    start = tuple(max(a - p, 0) for a, p in zip(box.start, pad, strict=True))
-    stop = tuple(min(b + p, n) for b, p, n in zip(box.stop, pad, shape, strict=True))
+    start = tuple(max(a - p, 0) for a, p in zip(box.start, pad))
+    stop = tuple(min(b + p, n) for b, p, n in zip(box.stop, pad, shape))
     return IndexBox(start, stop)  # type: ignore[arg-type]

@@ -25,24 +25,22 @@ class IndexBox:
 
     @property
     def slices(self) -> tuple[slice, slice, slice]:
-        return tuple(slice(a, b) for a, b in zip(self.start, self.stop, strict=True))  # type: ignore[return-value]
+        return tuple(slice(a, b) for a, b in zip(self.start, self.stop))  # type: ignore[return-value]
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(b - a for a, b in zip(self.start, self.stop, strict=True))  # type: ignore[return-value]
+        return tuple(b - a for a, b in zip(self.start, self.stop))  # type: ignore[return-value]
 
     def intersect(self, other: IndexBox) -> IndexBox | None:
-        start = tuple(max(a, b) for a, b in zip(self.start, other.start, strict=True))
-        stop = tuple(min(a, b) for a, b in zip(self.stop, other.stop, strict=True))
-        if any(b <= a for a, b in zip(start, stop, strict=True)):
+        start = tuple(max(a, b) for a, b in zip(self.start, other.start))
+        stop = tuple(min(a, b) for a, b in zip(self.stop, other.stop))
+        if any(b <= a for a, b in zip(start, stop)):
             return None
         return IndexBox(start, stop)  # type: ignore[arg-type]
 
     def relative_to(self, outer: IndexBox) -> tuple[slice, slice, slice]:
         """Slices selecting this box inside an array covering ``outer``."""
-        return tuple(
-            slice(a - o, b - o) for a, b, o in zip(self.start, self.stop, outer.start, strict=True)
-        )  # type: ignore[return-value]
+        return tuple(slice(a - o, b - o) for a, b, o in zip(self.start, self.stop, outer.start))  # type: ignore[return-value]
 
 
 #: Coarse-to-fine evaluation: in-plane step (voxels) and the safety factor applied to each
@@ -88,7 +86,7 @@ class Rasteriser:
         size_kji = self.geometry.shape_zyx
         start = (max(first[2], 0), max(first[1], 0), max(first[0], 0))
         stop = (min(last[2], size_kji[0]), min(last[1], size_kji[1]), min(last[0], size_kji[2]))
-        if any(b <= a for a, b in zip(start, stop, strict=True)):
+        if any(b <= a for a, b in zip(start, stop)):
             return None
         return IndexBox(start, stop)
 
@@ -158,7 +156,7 @@ class Rasteriser:
             if box is not None and within is not None:
                 box = box.intersect(within)
             piece_boxes.append(box)
-        present = [(p, b) for p, b in zip(pieces, piece_boxes, strict=True) if b is not None]
+        present = [(p, b) for p, b in zip(pieces, piece_boxes) if b is not None]
         if not present:
             return None
         outer = IndexBox(

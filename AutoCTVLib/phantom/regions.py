@@ -64,7 +64,7 @@ def presacral_shape(anatomy: Anatomy, depth_mm: float, half_width_mm: float = 25
     tangents = np.gradient(points, axis=0)
     band_points = []
     overlap = 3.0  # reach a little into the bone so the band hugs the curved surface
-    for point, tangent, (_, half_depth) in zip(points, tangents, radii, strict=True):
+    for point, tangent, (_, half_depth) in zip(points, tangents, radii):
         tangent = tangent / np.linalg.norm(tangent)
         anterior = np.array([0.0, -1.0, 0.0]) - tangent * (-tangent[1])
         anterior /= np.linalg.norm(anterior)

@@ -52,7 +52,7 @@ class Texture:
     def __call__(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Values with mean 0 and standard deviation about 1."""
         total = np.zeros_like(x)
-        for (kx, ky, kz), phase in zip(self.waves, self.phases, strict=True):
+        for (kx, ky, kz), phase in zip(self.waves, self.phases):
             total += np.sin(x * float(kx) + y * float(ky) + z * float(kz) + float(phase))
         return total * np.float32(np.sqrt(2.0 / len(self.phases)))
 
@@ -190,7 +190,7 @@ def blur_and_noise(
         noise *= np.float32(noise_hu / gain)
         hu += noise
         del noise
-    for axis, sigma in zip((1, 2), in_plane, strict=True):
+    for axis, sigma in zip((1, 2), in_plane):
         if sigma > 0:
             ndimage.gaussian_filter1d(hu, sigma, axis=axis, output=hu, truncate=3.0)
     if hu.shape[0] > 1:

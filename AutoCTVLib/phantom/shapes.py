@@ -93,9 +93,7 @@ class Wobble:
     def factor(self, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
         """1 + the deformation at normalised coordinates (u, v, w)."""
         total = np.ones_like(u)
-        for (fu, fv, fw), amplitude, phase in zip(
-            self.frequencies, self.amplitudes, self.phases, strict=True
-        ):
+        for (fu, fv, fw), amplitude, phase in zip(self.frequencies, self.amplitudes, self.phases):
             total += _f(amplitude) * np.sin(u * _f(fu) + v * _f(fv) + w * _f(fw) + _f(phase))
         return total
 
@@ -689,7 +687,7 @@ class Clipped(Shape):
 
     def distance(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         out = self.shape.distance(x, y, z)
-        for values, low, high in zip((x, y, z), self.lo, self.hi, strict=True):
+        for values, low, high in zip((x, y, z), self.lo, self.hi):
             np.maximum(out, _f(low) - values, out=out)
             np.maximum(out, values - _f(high), out=out)
         return out

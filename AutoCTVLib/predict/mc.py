@@ -279,8 +279,7 @@ def sample_last_step(
             return moments
         padded_shape = tuple(int(n) for n in features.skips[0].shape[2:])
         covers_all = all(
-            start == 0 and stop == size
-            for (start, stop), size in zip(box, padded_shape, strict=True)
+            start == 0 and stop == size for (start, stop), size in zip(box, padded_shape)
         )
         if covers_all or not settings.boundary_crop:
             sums = _sample_decoder(
@@ -390,7 +389,7 @@ def _unpadded_slices(
 ) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
     """(slices of the unpadded grid, slices of the box output) where the box meets the grid."""
     target, source = [], []
-    for (start, stop), (before, _), size in zip(box, padding.before_after, shape, strict=True):
+    for (start, stop), (before, _), size in zip(box, padding.before_after, shape):
         lo = max(0, start - before)
         hi = min(size, stop - before)
         target.append(slice(lo, hi))

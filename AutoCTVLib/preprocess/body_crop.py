@@ -36,7 +36,7 @@ class CropBox:
         full = tuple(int(v) for v in self.full_shape_zyx)
         if not (len(start) == len(stop) == len(full) == 3):
             raise ValueError("a crop box needs three start, stop and shape values")
-        if any(not (0 <= a < b <= n) for a, b, n in zip(start, stop, full, strict=True)):
+        if any(not (0 <= a < b <= n) for a, b, n in zip(start, stop, full)):
             raise ValueError(f"crop box {start}..{stop} does not fit in shape {full}")
         object.__setattr__(self, "start_zyx", start)
         object.__setattr__(self, "stop_zyx", stop)
@@ -50,12 +50,12 @@ class CropBox:
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
         """Number of voxels inside the box along (z, y, x)."""
-        return tuple(b - a for a, b in zip(self.start_zyx, self.stop_zyx, strict=True))
+        return tuple(b - a for a, b in zip(self.start_zyx, self.stop_zyx))
 
     @property
     def slices(self) -> tuple[slice, slice, slice]:
         """Index the full (z, y, x) array with this to get the cropped part."""
-        return tuple(slice(a, b) for a, b in zip(self.start_zyx, self.stop_zyx, strict=True))
+        return tuple(slice(a, b) for a, b in zip(self.start_zyx, self.stop_zyx))
 
     def cropped_geometry(self, geometry: Geometry) -> Geometry:
         """The sub-grid of ``geometry`` inside the box (same spacing and direction)."""

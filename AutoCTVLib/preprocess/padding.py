@@ -20,7 +20,7 @@ def pad_widths_to_shape(shape: Sequence[int], min_shape: Sequence[int]) -> PadWi
     if len(shape) != len(min_shape):
         raise ValueError(f"shape {tuple(shape)} and minimum {tuple(min_shape)} differ in length")
     widths = []
-    for size, minimum in zip(shape, min_shape, strict=True):
+    for size, minimum in zip(shape, min_shape):
         missing = max(0, int(minimum) - int(size))
         widths.append((missing // 2, missing - missing // 2))
     return tuple(widths)
@@ -31,7 +31,7 @@ def pad_widths_to_multiple(shape: Sequence[int], multiple: int | Sequence[int]) 
     multiples = [int(multiple)] * len(shape) if isinstance(multiple, int) else list(multiple)
     if len(multiples) != len(shape) or min(multiples) < 1:
         raise ValueError(f"multiple must be positive integers for each axis, got {multiple}")
-    target = [math.ceil(int(size) / m) * m for size, m in zip(shape, multiples, strict=True)]
+    target = [math.ceil(int(size) / m) * m for size, m in zip(shape, multiples)]
     return pad_widths_to_shape(shape, target)
 
 

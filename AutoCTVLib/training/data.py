@@ -139,9 +139,7 @@ class Batch:
 def _crop_or_pad(
     array: np.ndarray, start_zyx: Sequence[int], patch_zyx: Sequence[int], value: float
 ) -> np.ndarray:
-    window = tuple(
-        slice(int(s), int(s) + int(p)) for s, p in zip(start_zyx, patch_zyx, strict=True)
-    )
+    window = tuple(slice(int(s), int(s) + int(p)) for s, p in zip(start_zyx, patch_zyx))
     part = array[window]
     return pad_array(part, pad_widths_to_shape(part.shape, patch_zyx), value)
 
@@ -153,7 +151,7 @@ def _patch_start(
     centre_zyx: Sequence[int] | None,
 ) -> list[int]:
     start = []
-    for axis, (size, patch) in enumerate(zip(shape_zyx, patch_zyx, strict=True)):
+    for axis, (size, patch) in enumerate(zip(shape_zyx, patch_zyx)):
         room = max(0, int(size) - int(patch))
         if centre_zyx is None:
             assert rng is not None, "a patch without a centre is placed at random"

@@ -183,7 +183,7 @@ def recurrent_loss(
         raise ValueError("step weights must be non-negative and not all zero")
     total = sum(
         a * base_loss(logits, target, weight, reduction=reduction)
-        for a, logits in zip(step_weights, step_logits, strict=True)
+        for a, logits in zip(step_weights, step_logits)
     )
     return total / float(sum(step_weights))
 

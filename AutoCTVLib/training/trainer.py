@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Optional, Protocol
 
 import numpy as np
 import torch
@@ -67,7 +67,7 @@ logger = logging.getLogger(__name__)
 
 #: ``loss_fn(step_logits, target, weight) -> scalar``: step_logits holds one (N, 1, z, y, x)
 #: tensor per recurrent step; ``weight`` is a per-voxel weight (N, 1, z, y, x) or ``None``.
-LossFn = Callable[[Sequence[torch.Tensor], torch.Tensor, torch.Tensor | None], torch.Tensor]
+LossFn = Callable[[Sequence[torch.Tensor], torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 #: ``optimizer_factory(parameters) -> optimizer``.
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -343,7 +343,7 @@ class Trainer:
         weight = None if batch.weight is None else batch.weight.to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
         factor = lr_factor(self.config.lr_schedule, iteration, self.config.iterations)
-        for group, base_lr in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
+        for group, base_lr in zip(self.optimizer.param_groups, self._base_lrs):
             group["lr"] = base_lr * factor
         with self._autocast():
             step_logits = module(image)
