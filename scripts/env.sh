@@ -27,5 +27,5 @@ echo "autoctv: preparing the virtual environment in $VENV (first run takes a few
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$TORCH_SPEC"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-  -c <(echo "$TORCH_SPEC") -e ".[test,dicom,completion,plots,cli]"
+  -c <(echo "$TORCH_SPEC") -e ".[test,dicom,completion,plots,cli,web]"
 echo "$want" > "$stamp"
