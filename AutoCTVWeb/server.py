@@ -26,15 +26,19 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
 
 
-def build_app(settings: WebSettings) -> web.Application:
-    """The aiohttp application: API routes behind the token check, and the page at ``/``."""
-    app = web.Application(
-        middlewares=[token_middleware], client_max_size=settings.max_upload_bytes + 2**20
-    )
+def add_routes(app: web.Application, settings: WebSettings, page_path: str) -> None:
+    """The API (behind the token check), the cases page at ``page_path`` and its files."""
     app[SETTINGS_KEY] = settings
+    app.middlewares.append(token_middleware)
     add_api_routes(app)
-    app.router.add_get("/", index)
-    app.router.add_static("/static/", STATIC_DIR)
+    app.router.add_get(page_path, index)
+    app.router.add_static("/autoctv-static/", STATIC_DIR)
+
+
+def build_app(settings: WebSettings) -> web.Application:
+    """The API-only application (``--no-viewer``): the cases page is at ``/``."""
+    app = web.Application(client_max_size=settings.max_upload_bytes + 2**20)
+    add_routes(app, settings, "/")
     return app
 
 
@@ -49,8 +53,12 @@ def run_server(
     device: str = "auto",
     extra_arguments: Sequence[str] = (),
     on_ready: Callable[[str], None] | None = None,
+    viewer: bool = True,
 ) -> None:
     """Serve until SIGINT/SIGTERM; the running case is cancelled and queued for next time.
+
+    With ``viewer`` the trame-slicer viewer is the page at ``/`` and the cases page is at
+    ``/cases`` (one server, one port); without it only the API and the cases page (at ``/``).
 
     Raises:
         InputError: a non-loopback ``host`` without a token.
@@ -61,9 +69,50 @@ def run_server(
     store = CaseStore(data_dir)
     queue = CaseQueue(store, model=model, device=device, extra_arguments=extra_arguments)
     settings = WebSettings(store=store, queue=queue, token=token, max_upload_bytes=max_upload_bytes)
-    app = build_app(settings)
-    asyncio.run(_serve(app, host, port, queue, on_ready))
+    if viewer:
+        _serve_with_viewer(settings, host, port, on_ready)
+    else:
+        asyncio.run(_serve(build_app(settings), host, port, queue, on_ready))
     store.close()
+
+
+def _serve_with_viewer(
+    settings: WebSettings, host: str, port: int, on_ready: Callable[[str], None] | None
+) -> None:
+    """The trame server with the viewer, the API routes bound into its aiohttp application."""
+    from trame.app import get_server
+    from trame_slicer import module as trame_slicer_module
+
+    from .viewer import CaseViewer
+
+    server = get_server("autoctv", client_type="vue3")
+    server.enable_module(trame_slicer_module)
+    CaseViewer(server, settings.store, settings.token)
+
+    def bind(wslink_server: object) -> None:
+        app = wslink_server.app  # type: ignore[attr-defined]
+        app._client_max_size = settings.max_upload_bytes + 2**20
+        add_routes(app, settings, "/cases")
+
+    def ready(**_: object) -> None:
+        settings.queue.start()
+        if on_ready is not None:
+            shown_host = f"[{host}]" if ":" in host else host
+            on_ready(f"http://{shown_host}:{port}/")
+
+    server.controller.on_server_bind.add(bind)
+    server.controller.on_server_ready.add(ready)
+    try:
+        server.start(
+            host=host,
+            port=port,
+            open_browser=False,
+            show_connection_info=False,
+            timeout=0,
+            disable_logging=True,
+        )
+    finally:
+        settings.queue.stop()
 
 
 async def _serve(

@@ -97,7 +97,8 @@ class WebServer:
         raise AssertionError(f"the server did not answer within {timeout_s} s:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def stop(self, kill: bool = False) -> None:

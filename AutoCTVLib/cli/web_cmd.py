@@ -50,6 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--threads", type=int, help="CPU threads of the contouring child (default: torch's)"
     )
+    parser.add_argument(
+        "--no-viewer",
+        action="store_true",
+        help="serve only the API and the cases page (no trame-slicer views; starts faster)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -82,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             extra_arguments=extra,
             on_ready=announce,
+            viewer=not args.no_viewer,
         )
     except OSError as error:
         raise InputError(f"cannot serve on {args.host}:{args.port}: {error}") from error
