@@ -292,12 +292,9 @@ class CaseViewer:
                                 active=("item.value === case_id",),
                                 id=("'case-' + item.value",),
                             )
-                        v.VSelect(
-                            v_model=("layout_id",),
-                            items=("layouts", list(LAYOUTS)),
-                            label="Layout",
-                            density="compact",
-                        )
+                        with v.VBtnToggle(v_model=("layout_id",), density="compact"):
+                            for number, name in enumerate(LAYOUTS):
+                                v.VBtn(name, value=name, size="x-small", id=f"layout-{number}")
                         with html.Div(classes="my-2"):
                             for name in ("soft tissue", "pelvis bone", "lung", "wide"):
                                 v.VBtn(
