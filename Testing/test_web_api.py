@@ -27,6 +27,8 @@ from AutoCTVLib.io.image_files import write_float_map
 pytestmark = needs_web
 
 SERVER_OPTIONS = ["--device", "cpu", "--threads", "1", "--max-upload-mb", "4"]
+#: The API alone (faster start); the token test and the browser tests run the full server.
+API_ONLY = [*SERVER_OPTIONS, "--no-viewer"]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def server(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     data = tmp_path_factory.mktemp("web_server") / "data"
-    running = WebServer(data, arguments=[*SERVER_OPTIONS, "--model", str(inputs["model"])])
+    running = WebServer(data, arguments=[*API_ONLY, "--model", str(inputs["model"])])
     running.wait_ready()
     yield running
     running.stop()
@@ -207,7 +209,7 @@ def test_queue_cancel_and_delete(server: WebServer, inputs: dict[str, Path]):
 
 def test_history_and_files_survive_kill_9(inputs: dict[str, Path], tmp_path: Path):
     data = tmp_path / "data"
-    options = [*SERVER_OPTIONS, "--model", str(inputs["model"])]
+    options = [*API_ONLY, "--model", str(inputs["model"])]
     first = WebServer(data, arguments=options)
     first.wait_ready()
     done_id = first.upload(inputs["zip"]).json()["id"]
@@ -251,7 +253,7 @@ def test_token_guards_every_api_request(inputs: dict[str, Path], tmp_path: Path)
             for wrong in ("", "not-the-token-at-all"):
                 assert running.request(method, path, token=wrong).status == 401, (method, path)
         assert running.request("GET", "/api/cases").status == 200
-        page = running.request("GET", "/", token="")
+        page = running.request("GET", "/cases", token="")
         assert page.status == 200 and b"AutoCTV" in page.body  # the page asks for the token
     finally:
         running.stop()
