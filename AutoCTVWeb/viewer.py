@@ -48,6 +48,8 @@ class CaseViewer:
         self.undo_stack = UndoStack(undo_limit=20)
         self.app.segmentation_editor.set_undo_stack(self.undo_stack)
         self.case: Any = None
+        self._current_label: Any = None  # the edited CTV, recomputed only after an edit
+        self.app.segmentation_editor.segmentation_modified.connect(self._on_edit)
         self._play_task: asyncio.Task[None] | None = None
         state = server.state
         state.trame__title = "AutoCTV viewer"
@@ -127,6 +129,7 @@ class CaseViewer:
             state.message = "that case has no contour yet"
             return
         self._stop_play()
+        self._current_label = None
         self.app.scene.Clear(0)
         self.case = load_case(
             self.app.scene, self.store.case_dir(case_id), record.input_path, record.series_uid
@@ -175,10 +178,17 @@ class CaseViewer:
         jump_to_slice(self.case.ct_node, k)
         self._update_dice(k)
 
+    def _on_edit(self, *_: Any) -> None:
+        self._current_label = None
+        if self.case is not None and not self.server.state.playing:
+            self._update_dice(int(self.server.state.k))
+
     def _update_dice(self, k: int) -> None:
         from .viewer_scene import current_label, slice_dice
 
-        now = current_label(self.case)
+        if self._current_label is None:
+            self._current_label = current_label(self.case)
+        now = self._current_label
         per_slice = slice_dice(self.case.label_zyx[k : k + 1], now[k : k + 1])
         self.server.state.dice_slice = per_slice[0]
 

@@ -75,6 +75,7 @@ class WebServer:
             env["AUTOCTV_WEB_TOKEN"] = token
         command = [sys.executable, "-m", "AutoCTVLib.cli.main", "web", "--port", str(self.port)]
         command += ["--data", str(data_dir), *arguments]
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = data_dir.parent / f"server-{self.port}.log"
         self._log = open(self.log_path, "wb")  # closed in stop()
         self.started_s = time.monotonic()
