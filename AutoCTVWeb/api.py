@@ -5,7 +5,9 @@ POST    /api/cases                       multipart ``file`` (+ ``uncertainty``, 
                                          ``user``) → 201 ``{"id", "status", "warnings"}``
 GET     /api/cases                       the list of cases (oldest first)
 GET     /api/cases/{id}                  ``{"id", "status", "progress", "error", ...}``
-GET     /api/cases/{id}/{kind}           kind: rtstruct, seg, segnrrd, nifti, report
+GET     /api/cases/{id}/{kind}           kind: rtstruct, seg, segnrrd, nifti, report; the
+                                         edited contour once saved (``?version=model``: the
+                                         model's)
 POST    /api/cases/{id}/cancel           stop a waiting or running case
 DELETE  /api/cases/{id}                  cancel if needed, delete the row and every file
 GET     /api/health                      ``{"status": "ok", "version"}``
@@ -31,6 +33,7 @@ from AutoCTVLib import __version__
 from AutoCTVLib.errors import AutoCTVError
 
 from .auth import authorized
+from .edited import EDITED_FILES, EDITED_FOLDER
 from .store import CaseRecord, CaseStore, is_case_id, new_case_id, now_s
 from .uploads import (
     DEFAULT_MAX_UPLOAD_BYTES,
@@ -86,6 +89,8 @@ def case_json(record: CaseRecord, queue: CaseQueue) -> dict[str, Any]:
     data = record.as_json()
     data["queue_position"] = queue.position(record.id)
     data["downloads"] = _available_downloads(queue.store, record)
+    edited_dir = queue.store.case_dir(record.id) / OUTPUT_FOLDER / EDITED_FOLDER
+    data["edited"] = (edited_dir / EDITED_FILES["nifti"]).is_file()
     return data
 
 
@@ -123,11 +128,19 @@ async def download(request: web.Request) -> web.StreamResponse:
         return _error(404, f"no download named {kind}; there are {', '.join(DOWNLOADS)}")
     if record.status != "done":
         return _error(409, f"the case is {record.status}; results exist once it is done")
+    version = request.query.get("version", "current")
+    if version not in ("current", "model"):
+        return _error(400, "version must be 'current' (edited if saved, default) or 'model'")
     name, content_type = DOWNLOADS[kind]
-    path = settings.store.case_dir(record.id) / OUTPUT_FOLDER / name
+    out_dir = settings.store.case_dir(record.id) / OUTPUT_FOLDER
+    path = out_dir / name
+    edited = out_dir / EDITED_FOLDER / EDITED_FILES.get(kind, "")
+    prefix = ""
+    if version == "current" and kind in EDITED_FILES and edited.is_file():
+        path, prefix = edited, "edited-"
     if not path.is_file():
         return _error(404, f"this case has no {kind} result")
-    filename = f"autoctv-{record.id[:8]}-{name}"
+    filename = f"autoctv-{record.id[:8]}-{prefix}{name}"
     return web.FileResponse(
         path,
         headers={

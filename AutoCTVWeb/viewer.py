@@ -9,7 +9,9 @@ per-slice Dice of the current (edited) CTV against the model's, and paint / eras
 with undo through trame-slicer's segment editor.
 
 With an access token set, nothing of a case reaches the page before the token was entered
-in the page (or given as ``?token=``) and checked on the server.
+in the page and checked on the server. The viewer is one shared session (trame's state is
+shared by the pages connected to it): a newly connected page locks it again, and the scene is
+cleared, until the token is entered there.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class CaseViewer:
         self.undo_stack = UndoStack(undo_limit=20)
         self.app.segmentation_editor.set_undo_stack(self.undo_stack)
         self.case: Any = None
+        # server-side only: a client can change any state variable, so access never depends
+        # on state.token_ok (which only drives the page)
+        self._unlocked = not token
         self._current_label: Any = None  # the edited CTV, recomputed only after an edit
         self.app.segmentation_editor.segmentation_modified.connect(self._on_edit)
         self._play_task: asyncio.Task[None] | None = None
@@ -87,6 +92,8 @@ class CaseViewer:
         controller.toggle_play = self.toggle_play
         controller.jump = self.jump
         controller.undo = self.undo
+        controller.save_edits = self.save_edits
+        controller.on_client_connected.add(self._on_client_connected)
         self._build_ui()
         self.layout_manager.set_layout("Quad View")
 
@@ -96,13 +103,27 @@ class CaseViewer:
         """Accept the token typed in the page (or passed as ``?token=``)."""
         entered = (text if text is not None else self.server.state.token_text) or ""
         ok = authorized(f"Bearer {entered.strip()}", self.token)
+        self._unlocked = ok
         self.server.state.token_ok = ok
         self.server.state.message = "" if ok else "wrong access token"
         if ok:
             self.refresh_cases()
 
     def _allowed(self) -> bool:
-        return bool(self.server.state.token_ok)
+        return self._unlocked
+
+    def _on_client_connected(self, **_: Any) -> None:
+        """With a token, every new page must enter it again; it sees no case before."""
+        if not self.token:
+            return
+        self._stop_play()
+        self._unlocked = False
+        self.case = None
+        self._current_label = None
+        self.app.scene.Clear(0)
+        self.server.state.update(
+            {"token_ok": False, "cases": [], "case_id": None, "loaded": False, "review": []}
+        )
 
     # -- cases -----------------------------------------------------------------------------
 
@@ -259,6 +280,24 @@ class CaseViewer:
         if self.case is not None:
             self._update_dice(int(self.server.state.k))
 
+    def save_edits(self) -> None:
+        """Write the current CTV as the case's edited contour (downloads then give it)."""
+        from .edited import write_edited_outputs
+        from .viewer_scene import current_label
+
+        state = self.server.state
+        if self.case is None or not self._allowed():
+            return
+        record = self.store.get(self.case.case_id)
+        if record is None:
+            state.message = "this case was deleted"
+            return
+        label = current_label(self.case)
+        kinds = write_edited_outputs(
+            self.store.case_dir(record.id), record.input_path, record.series_uid, label
+        )
+        state.message = f"Edited contour saved ({', '.join(kinds)}); downloads now give it."
+
     # -- page ------------------------------------------------------------------------------
 
     def _build_ui(self) -> None:
@@ -282,7 +321,7 @@ class CaseViewer:
                             id="token-field",
                         )
                         v.VBtn("Enter", click=self.check_token, id="token-button")
-                    html.Div("{{ message }}", id="viewer-message", classes="text-error")
+                    html.Div("{{ message }}", id="viewer-message", classes="text-warning")
                     with html.Div(v_if="token_ok"):
                         with v.VRow(dense=True, classes="align-center ma-0"):
                             html.Div("Finished cases (click to open)")
@@ -363,6 +402,13 @@ class CaseViewer:
                             v.VBtn("erase", value="erase")
                             v.VBtn("scissors", value="scissors")
                         v.VBtn("Undo", size="small", click=self.undo, id="undo-button")
+                        v.VBtn(
+                            "Save edited contour",
+                            size="small",
+                            click=self.save_edits,
+                            id="save-edits",
+                            classes="ml-2",
+                        )
             with layout.content:
                 with html.Div(style="height: calc(100vh - 64px); width: 100%;"):
                     self.layout_manager.initialize_layout_grid(layout)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -23,6 +25,9 @@ from AutoCTVLib.errors import InputError
 from AutoCTVLib.io.ct_reader import read_ct
 from AutoCTVLib.io.dicom_ct_write import write_ct_series
 from AutoCTVLib.io.image_files import write_float_map
+from AutoCTVLib.io.rtstruct_read import rasterise_roi, read_rtstruct
+from AutoCTVLib.metrics import dice
+from AutoCTVWeb.edited import write_edited_outputs
 
 pytestmark = needs_web
 
@@ -42,6 +47,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "root": root,
         "model": make_tiny_model(root / "model", phantom.ct),
         "zip": zip_folder(root / "series", root / "phantom_ct.zip", prefix="CT/"),
+        "series": root / "series",
         "nifti": write_float_map(phantom.ct.array, phantom.ct.geometry, root / "ct.nii.gz"),
     }
     text = root / "bad" / "notes.txt"
@@ -83,6 +89,14 @@ def server(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     running.stop()
 
 
+def read_rtstruct_bytes(answer: Any) -> Any:
+    """An RTSTRUCT download read with the library's reader (through a temporary file)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "rtstruct.dcm"
+        path.write_bytes(answer.body)
+        return read_rtstruct(path)
+
+
 def cli_message(path: Path) -> str:
     """The message the CLI's reader gives for ``path`` (one line, as the CLI prints it)."""
     with pytest.raises(InputError) as caught:
@@ -122,6 +136,24 @@ def test_upload_contour_download_and_history(server: WebServer, inputs: dict[str
     assert nifti.status == 200 and nifti.body[:2] == b"\x1f\x8b"
     assert server.request("GET", f"/api/cases/{case_id}/segnrrd").body.startswith(b"NRRD")
     assert server.request("GET", f"/api/cases/{case_id}/nothing").status == 404
+
+    # a saved edit: downloads give it, ?version=model still gives the model's contour
+    case_dir = server.data_dir / "cases" / case_id
+    loaded = read_ct(inputs["series"])
+    edited = np.zeros(loaded.volume.array.shape, np.uint8)
+    edited[8:16, 20:40, 20:40] = 1
+    assert write_edited_outputs(case_dir, case["input_path"], "", edited) == [
+        "nifti",
+        "segnrrd",
+        "rtstruct",
+    ]
+    assert server.request("GET", f"/api/cases/{case_id}").json()["edited"] is True
+    edited_rtstruct = read_rtstruct_bytes(server.request("GET", f"/api/cases/{case_id}/rtstruct"))
+    mask = rasterise_roi(edited_rtstruct, "CTV", loaded.volume.geometry, loaded.identity)
+    assert dice(mask, edited != 0) >= 0.95
+    model = server.request("GET", f"/api/cases/{case_id}/rtstruct?version=model")
+    assert model.body == rtstruct.body
+    assert server.request("GET", f"/api/cases/{case_id}/rtstruct?version=x").status == 400
     assert server.request("GET", "/api/cases/" + "0" * 32).status == 404
     assert server.request("GET", "/api/cases/../../etc").status == 404
 

@@ -176,6 +176,8 @@ def test_upload_view_play_edit_download(server: WebServer, files: dict[str, Path
         assert edited
         page.click("#undo-button")
         wait_for(lambda: dice_text(page) == "1", 20, "undo")
+        page.click("#save-edits")
+        wait_for(lambda: "saved" in page.inner_text("#viewer-message"), 60, "saving the edits")
 
         page.goto(server.base + "/cases")
         link = page.locator(f'tr[data-case-id="{case_id}"] a[data-kind="rtstruct"]')
@@ -193,6 +195,7 @@ def test_upload_view_play_edit_download(server: WebServer, files: dict[str, Path
     nifti.write_bytes(shown)
     shown_label = read_labelmap(nifti, reference=loaded.volume.geometry).array != 0
     assert shown_label.sum() > 0
+    assert server.request("GET", f"/api/cases/{case_id}").json()["edited"] is True
     assert dice(mask, shown_label) >= 0.95
 
 
@@ -224,3 +227,31 @@ def test_bad_uploads_show_their_message(
     assert sorted(cases_dir.rglob("*")) == before_files
     assert leftovers(server.data_dir) == []
     assert not (server.data_dir.parent / "escaped.txt").exists()
+
+
+def test_viewer_shows_no_case_before_the_token(files: dict[str, Path]):
+    token = "a-long-enough-test-token"
+    locked = WebServer(files["root"] / "token-data", arguments=["--device", "cpu"], token=token)
+    try:
+        locked.wait_ready(timeout_s=120)
+        case_id = locked.upload(files["zip"]).json()["id"]
+        assert locked.wait_status(case_id, ["done", "failed"])["status"] == "done"
+        with chromium_page(files["root"] / "profile-token", files["root"] / "downloads") as page:
+            page.goto(locked.base + "/")
+            page.locator("#token-field").wait_for()
+            assert page.locator(f"#case-{case_id}").count() == 0
+            page.fill("#token-field", "wrong-token-of-some-length")
+            page.click("#token-button")
+            page.wait_for_function(
+                "document.querySelector('#viewer-message').textContent.includes('wrong')"
+            )
+            assert page.locator(f"#case-{case_id}").count() == 0
+            page.fill("#token-field", token)
+            page.click("#token-button")
+            page.locator(f"#case-{case_id}").wait_for()
+
+            page.once("dialog", lambda dialog: dialog.accept(token))
+            page.goto(locked.base + "/cases")  # the cases page asks once, then lists
+            page.locator(f'tr[data-case-id="{case_id}"]').wait_for()
+    finally:
+        locked.stop()

@@ -120,11 +120,17 @@ def time_web(server: WebServer, archive: Path, runs: int, mc: int = 0) -> tuple[
     return times, case_id
 
 
-def open_case(page: object, server: WebServer, case_id: str, layout: int) -> None:
+def open_case(
+    page: object, server: WebServer, case_id: str, layout: int, heat_map: bool = False
+) -> None:
+    """Open a case in the viewer and wait until it is shown (its review list, with a heat map)."""
     page.goto(server.base + "/")  # type: ignore[attr-defined]
     page.click(f"#layout-{layout}")  # type: ignore[attr-defined]
     page.click("#refresh-cases")  # type: ignore[attr-defined]
     page.click(f"#case-{case_id}")  # type: ignore[attr-defined]
+    page.locator(f"#case-{case_id}.v-list-item--active").wait_for(timeout=180_000)  # type: ignore[attr-defined]
+    if heat_map:
+        page.locator("#review-list .v-list-item").first.wait_for(timeout=180_000)  # type: ignore[attr-defined]
     page.wait_for_function(  # type: ignore[attr-defined]
         "document.querySelector('#slice-label').textContent.includes(' / ')"
         " && !document.querySelector('#slice-label').textContent.includes(' / 0')"
@@ -149,7 +155,7 @@ def screenshots(page: object, server: WebServer, case_id: str, folder: Path) -> 
     """PNGs of the quad layout and of each single view (the 1400×900 page)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    open_case(page, server, case_id, layout=0)
+    open_case(page, server, case_id, layout=0, heat_map=True)
     page.screenshot(path=str(folder / "web_quad.png"))  # type: ignore[attr-defined]
     written.append("web_quad.png")
     views = page.locator(".remote-controlled-area")  # type: ignore[attr-defined]
@@ -157,7 +163,25 @@ def screenshots(page: object, server: WebServer, case_id: str, folder: Path) -> 
     for index, name in enumerate(("coronal", "sagittal", "3d", "axial")):
         views.nth(index).screenshot(path=str(folder / f"web_{name}.png"))
         written.append(f"web_{name}.png")
+    for name in written:  # small files: 128-colour palette
+        from PIL import Image
+
+        path = folder / name
+        Image.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
     return written
+
+
+def take_screenshots_only(work: Path, archive: Path, args: argparse.Namespace) -> int:
+    server = WebServer(work / "server" / "data", arguments=["--device", "cpu"])
+    server.wait_ready(timeout_s=120)
+    try:
+        _, case_id = time_web(server, archive, 1, mc=args.mc)
+        with chromium_page(work / "profile", work / "downloads") as page:
+            written = screenshots(page, server, case_id, args.screenshots or Path("docs/web"))
+    finally:
+        server.stop()
+    print("wrote", ", ".join(written))
+    return 0
 
 
 def main() -> int:
@@ -166,11 +190,16 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--mc", type=int, default=10, help="MC samples of the screenshot case")
     parser.add_argument("--screenshots", type=Path, help="write view PNGs into this folder")
+    parser.add_argument(
+        "--screenshots-only", action="store_true", help="only the PNGs (no timings, no results)"
+    )
     args = parser.parse_args()
     stem = "web_app_quick" if args.quick else "web_app"
     with tempfile.TemporaryDirectory(prefix="autoctv-web-bench-") as temporary:
         work = Path(temporary)
         series, archive = make_input(work, args.quick)
+        if args.screenshots_only:
+            return take_screenshots_only(work, archive, args)
         start_s = time_start(work, args.runs)
         cli_s = time_cli(series, work, args.runs)
         server = WebServer(work / "server" / "data", arguments=["--device", "cpu"])
