@@ -1,8 +1,8 @@
 """The HTTP API (aiohttp): cases in, status and results out. See ``docs/web.md``.
 
 ======  ===============================  ==================================================
-POST    /api/cases                       multipart ``file`` (+ ``uncertainty``, ``series_uid``,
-                                         ``user``) → 201 ``{"id", "status", "warnings"}``
+POST    /api/cases                       multipart ``file`` (+ ``reference``, ``uncertainty``,
+                                         ``series_uid``, ``user``) → 201 ``{"id", ...}``
 GET     /api/cases                       the list of cases (oldest first)
 GET     /api/cases/{id}                  ``{"id", "status", "progress", "error", ...}``
 GET     /api/cases/{id}/{kind}           kind: rtstruct, seg, segnrrd, nifti, report; the
@@ -37,9 +37,12 @@ from .edited import EDITED_FILES, EDITED_FOLDER
 from .store import CaseRecord, CaseStore, is_case_id, new_case_id, now_s
 from .uploads import (
     DEFAULT_MAX_UPLOAD_BYTES,
+    REFERENCE_FILE,
+    REFERENCE_FOLDER,
     UNPACK_FACTOR,
     SizeLimitedWriter,
     UploadError,
+    check_reference,
     check_upload,
     safe_upload_name,
 )
@@ -91,6 +94,8 @@ def case_json(record: CaseRecord, queue: CaseQueue) -> dict[str, Any]:
     data["downloads"] = _available_downloads(queue.store, record)
     edited_dir = queue.store.case_dir(record.id) / OUTPUT_FOLDER / EDITED_FOLDER
     data["edited"] = (edited_dir / EDITED_FILES["nifti"]).is_file()
+    reference = queue.store.case_dir(record.id) / REFERENCE_FOLDER / REFERENCE_FILE
+    data["reference"] = reference.is_file()
     return data
 
 
@@ -183,7 +188,7 @@ async def create_case(request: web.Request) -> web.Response:
         return _error(400, "send the CT as multipart/form-data with the field 'file'")
     staging = Path(tempfile.mkdtemp(prefix="upload-", dir=settings.store.incoming_dir))
     try:
-        fields, received = await _receive_multipart(request, staging, limit)
+        fields, received, reference = await _receive_multipart(request, staging, limit)
         if received is None:
             return _error(400, "the request has no field named 'file'")
         upload_name, writer = received
@@ -199,6 +204,14 @@ async def create_case(request: web.Request) -> web.Response:
                 max_unpacked_bytes=limit * UNPACK_FACTOR,
             ),
         )
+        if reference is not None:
+            reference_name, reference_writer = reference
+            await loop.run_in_executor(
+                None,
+                lambda: check_reference(
+                    staging, reference_writer.path, reference_name, checked.loaded
+                ),
+            )
         case_id = new_case_id()
         case_dir = settings.store.case_dir(case_id)
         staging.replace(case_dir)
@@ -252,13 +265,17 @@ def _client(request: web.Request) -> str:
     return f"client {request.remote or 'unknown'}"
 
 
+Received = tuple[str, SizeLimitedWriter]
+
+
 async def _receive_multipart(
     request: web.Request, staging: Path, limit: int
-) -> tuple[dict[str, str], tuple[str, SizeLimitedWriter] | None]:
-    """Stream the ``file`` part to ``staging/received`` and read the small text fields."""
+) -> tuple[dict[str, str], Received | None, Received | None]:
+    """Stream ``file`` (and ``reference``) to ``staging``; read the small text fields."""
     reader = await request.multipart()
     fields: dict[str, str] = {}
-    received: tuple[str, SizeLimitedWriter] | None = None
+    received: Received | None = None
+    reference: Received | None = None
     while True:
         part = await reader.next()
         if part is None:
@@ -266,9 +283,9 @@ async def _receive_multipart(
         if not isinstance(part, BodyPartReader):
             continue
         name = getattr(part, "name", None)
-        if name == "file" and received is None:
+        if (name == "file" and received is None) or (name == "reference" and reference is None):
             upload_name = safe_upload_name(getattr(part, "filename", None) or "upload")
-            writer = SizeLimitedWriter(staging / "received", limit)
+            writer = SizeLimitedWriter(staging / f"received-{name}", limit)
             try:
                 while True:
                     chunk = await part.read_chunk(_CHUNK_BYTES)
@@ -278,8 +295,14 @@ async def _receive_multipart(
             finally:
                 writer.close()
             if writer.size_bytes == 0:
+                if name == "reference":
+                    writer.path.unlink()
+                    continue  # an empty file input of the page: no reference
                 raise UploadError(f"{upload_name} is empty (0 bytes)")
-            received = (upload_name, writer)
+            if name == "file":
+                received = (upload_name, writer)
+            else:
+                reference = (upload_name, writer)
         elif name in ("uncertainty", "series_uid", "user"):
             data = await part.read(decode=True)
             if len(data) > _FIELD_LIMIT_BYTES:
@@ -287,7 +310,7 @@ async def _receive_multipart(
             fields[name] = data.decode("utf-8", errors="replace").strip()
         else:
             await part.release()
-    return fields, received
+    return fields, received, reference
 
 
 def add_api_routes(app: web.Application) -> None:

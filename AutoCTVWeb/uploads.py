@@ -213,3 +213,50 @@ def _as_upload_message(message: str, ct_path: Path, upload_name: str) -> str:
     for shown in (str(ct_path.resolve()), str(ct_path)):
         text = text.replace(shown, upload_name)
     return text
+
+
+REFERENCE_FOLDER = "reference"
+REFERENCE_FILE = "ctv_reference.nii.gz"
+
+
+def check_reference(
+    staging: Path, received: Path, upload_name: str, loaded: LoadedCT, roi_pattern: str = "CTV"
+) -> Path:
+    """Put a reference CTV uploaded with the CT onto the CT's grid as ``reference/…nii.gz``.
+
+    ``received`` is an RTSTRUCT (the ROI named like ``roi_pattern``, or its only ROI, is
+    rasterised onto the CT with the library's rasteriser) or a labelmap file on the CT's grid
+    (NIfTI, NRRD, MHA; non-zero voxels are the CTV).
+
+    Raises:
+        UploadError: unreadable, no matching ROI, or not on the CT's grid (the library's
+            message, prefixed with the reference's name).
+    """
+    from AutoCTVLib.io.identity import SeriesIdentity
+    from AutoCTVLib.io.image_files import read_labelmap, write_labelmap
+    from AutoCTVLib.io.rtstruct_read import match_roi, rasterise_roi, read_rtstruct
+
+    geometry = loaded.volume.geometry
+    try:
+        with open(received, "rb") as stream:
+            is_dicom = stream.read(132)[128:132] == b"DICM"
+        if is_dicom:
+            structure_set = read_rtstruct(received)
+            names = structure_set.roi_names
+            roi = names[0] if len(names) == 1 else match_roi(names, roi_pattern)
+            identity = loaded.identity if isinstance(loaded.identity, SeriesIdentity) else None
+            mask = rasterise_roi(structure_set, roi, geometry, identity)
+        else:
+            suffix = "".join(Path(upload_name).suffixes[-2:]) or ".nii.gz"
+            named = received.with_name("reference" + suffix)
+            received.replace(named)
+            received = named
+            mask = read_labelmap(received, reference=geometry).array != 0
+    except AutoCTVError as error:
+        message = _as_upload_message(str(error), received, upload_name)
+        raise UploadError(f"reference {upload_name}: {message}") from error
+    target = staging / REFERENCE_FOLDER / REFERENCE_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_labelmap(mask.astype("uint8"), geometry, target, overwrite=True)
+    received.unlink(missing_ok=True)
+    return target

@@ -74,6 +74,10 @@ class CaseViewer:
                 "has_heat_map": False,
                 "review": [],
                 "dice_slice": None,
+                "has_reference": False,
+                "show_reference": True,
+                "dice_reference": None,
+                "dice_reference_all": None,
                 "dice_all": None,
                 "edit_tool": "none",
                 "loaded": False,
@@ -83,6 +87,7 @@ class CaseViewer:
         state.change("k")(self._on_slice)
         state.change("heat_opacity")(self._on_opacity)
         state.change("edit_tool")(self._on_tool)
+        state.change("show_reference")(self._on_show_reference)
         controller = server.controller
         controller.check_token = self.check_token
         controller.refresh_cases = self.refresh_cases
@@ -91,6 +96,7 @@ class CaseViewer:
         controller.step = self.step
         controller.toggle_play = self.toggle_play
         controller.jump = self.jump
+        controller.jump_to_ctv = self.jump_to_ctv
         controller.undo = self.undo
         controller.save_edits = self.save_edits
         controller.on_client_connected.add(self._on_client_connected)
@@ -169,6 +175,13 @@ class CaseViewer:
         state.loaded = True
         state.has_heat_map = self.case.heat_map_node is not None
         state.review = self.case.review
+        state.has_reference = self.case.reference_zyx is not None
+        state.dice_reference_all = None
+        if self.case.reference_zyx is not None:
+            from .viewer_scene import volume_dice
+
+            state.dice_reference_all = volume_dice(self.case.reference_zyx, self._label_now())
+            self._on_show_reference(state.show_reference)
         state.k_max = self.case.slices - 1
         state.k = self.case.slices // 2
         state.message = ""
@@ -204,19 +217,37 @@ class CaseViewer:
         if self.case is not None and not self.server.state.playing:
             self._update_dice(int(self.server.state.k))
 
-    def _update_dice(self, k: int) -> None:
-        from .viewer_scene import current_label, slice_dice
+    def _label_now(self) -> Any:
+        from .viewer_scene import current_label
 
         if self._current_label is None:
             self._current_label = current_label(self.case)
-        now = self._current_label
-        per_slice = slice_dice(self.case.label_zyx[k : k + 1], now[k : k + 1])
-        self.server.state.dice_slice = per_slice[0]
+        return self._current_label
+
+    def _update_dice(self, k: int) -> None:
+        from .viewer_scene import slice_dice
+
+        now = self._label_now()
+        state = self.server.state
+        state.dice_slice = slice_dice(self.case.label_zyx[k : k + 1], now[k : k + 1])[0]
+        if self.case.reference_zyx is not None:
+            reference = self.case.reference_zyx[k : k + 1]
+            state.dice_reference = slice_dice(reference, now[k : k + 1])[0]
+
+    def _on_show_reference(self, show_reference: bool, **_: Any) -> None:
+        if self.case is not None and self.case.reference_node is not None:
+            self.case.reference_node.SetDisplayVisibility(bool(show_reference))
 
     def step(self, delta: int) -> None:
         state = self.server.state
         if self.case is not None:
             state.k = int(min(max(int(state.k) + int(delta), 0), state.k_max))
+
+    def jump_to_ctv(self) -> None:
+        """Show the axial slice with the largest CTV area."""
+        if self.case is not None:
+            areas = self._label_now().reshape(self.case.slices, -1).sum(axis=1)
+            self.jump(int(areas.argmax()))
 
     def jump(self, k: int) -> None:
         self._stop_play()
@@ -371,12 +402,31 @@ class CaseViewer:
                                 id="play-button",
                             )
                             v.VBtn("+1", size="small", click=(self.step, "[1]"), id="next")
+                            v.VBtn("CTV", size="small", click=self.jump_to_ctv, id="ctv-slice")
                         html.Div(
                             "Dice on this slice, edited vs model: "
                             "{{ dice_slice === null ? '–' : dice_slice }}",
                             id="dice-label",
                             classes="my-2",
                         )
+                        with html.Div(v_if="has_reference", classes="mb-2"):
+                            v.VCheckbox(
+                                v_model=("show_reference",),
+                                label="Show the reference CTV (green), overlaid",
+                                id="show-reference",
+                                density="compact",
+                                hide_details=True,
+                            )
+                            html.Div(
+                                "Dice on this slice, CTV vs reference: "
+                                "{{ dice_reference === null ? '–' : dice_reference }}",
+                                id="dice-reference",
+                            )
+                            html.Div(
+                                "Dice over the volume: "
+                                "{{ dice_reference_all === null ? '–' : dice_reference_all }}",
+                                id="dice-reference-all",
+                            )
                         with html.Div(v_if="has_heat_map"):
                             html.Div("Uncertainty heat map opacity")
                             v.VSlider(

@@ -20,6 +20,9 @@ from AutoCTVLib.io.image_files import read_labelmap
 
 from .slicer_glue import SLICER_MODULE_DIR  # noqa: F401 - puts AutoCTVSlicerLib on the path
 
+#: Colour of the reference contour (0–1 RGB): green beside the CTV's orange.
+REFERENCE_COLOR_RGB = (0.2, 0.85, 0.35)
+
 #: Window presets: name → (window, level) in HU.
 WINDOW_PRESETS = {
     "soft tissue": (400.0, 40.0),
@@ -39,6 +42,8 @@ class LoadedCase:
         heat_map_node: the entropy heat map node, or None without uncertainty.
         label_zyx: the model's CTV labelmap (uint8, z, y, x) as loaded (before any edit).
         review: the review list (``[{"k", "score", "label"}]``), most uncertain first.
+        reference_node / reference_zyx: the reference CTV uploaded with the CT (green
+            segmentation node, and its uint8 (z, y, x) labelmap), or None.
     """
 
     case_id: str
@@ -48,6 +53,8 @@ class LoadedCase:
     label_zyx: np.ndarray
     slices: int
     review: list[dict[str, Any]] = field(default_factory=list)
+    reference_node: Any | None = None
+    reference_zyx: np.ndarray | None = None
 
 
 def load_case(scene: Any, case_dir: Path, input_path: str, series_uid: str = "") -> LoadedCase:
@@ -80,7 +87,23 @@ def load_case(scene: Any, case_dir: Path, input_path: str, series_uid: str = "")
             {"k": entry.k, "score": entry.score, "label": entry.label(rank)}
             for rank, entry in enumerate(review_entries(heat_map_node), start=1)
         ]
+    reference_node = reference = None
+    reference_path = case_dir / "reference" / "ctv_reference.nii.gz"
+    if reference_path.is_file():
+        reference = (read_labelmap(reference_path, reference=ct.geometry).array != 0).astype(
+            np.uint8
+        )
+        reference_node = add_segmentation_node(
+            reference,
+            ct_node,
+            segment_name="Reference CTV",
+            color_rgb=REFERENCE_COLOR_RGB,
+            terminology=None,
+            node_name=f"Reference {case_dir.name[:8]}",
+        )
     return LoadedCase(
+        reference_node=reference_node,
+        reference_zyx=reference,
         case_id=case_dir.name,
         ct_node=ct_node,
         segmentation_node=segmentation_node,
@@ -97,6 +120,13 @@ def current_label(case: LoadedCase) -> np.ndarray:
 
     segment_id = case.segmentation_node.GetSegmentation().GetNthSegmentID(0)
     return labelmap_from_segment(case.segmentation_node, segment_id, case.ct_node)
+
+
+def volume_dice(first_zyx: np.ndarray, second_zyx: np.ndarray) -> float | None:
+    """Dice of two masks over the whole volume (None if both are empty)."""
+    a, b = first_zyx != 0, second_zyx != 0
+    total = int(a.sum()) + int(b.sum())
+    return None if total == 0 else round(2.0 * int((a & b).sum()) / total, 4)
 
 
 def slice_dice(first_zyx: np.ndarray, second_zyx: np.ndarray) -> list[float | None]:

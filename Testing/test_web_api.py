@@ -24,7 +24,7 @@ from web_support import WebServer, leftovers, needs_web, zip_folder
 from AutoCTVLib.errors import InputError
 from AutoCTVLib.io.ct_reader import read_ct
 from AutoCTVLib.io.dicom_ct_write import write_ct_series
-from AutoCTVLib.io.image_files import write_float_map
+from AutoCTVLib.io.image_files import write_float_map, write_labelmap
 from AutoCTVLib.io.rtstruct_read import rasterise_roi, read_rtstruct
 from AutoCTVLib.metrics import dice
 from AutoCTVWeb.edited import write_edited_outputs
@@ -48,6 +48,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "model": make_tiny_model(root / "model", phantom.ct),
         "zip": zip_folder(root / "series", root / "phantom_ct.zip", prefix="CT/"),
         "series": root / "series",
+        "ctv": write_labelmap(phantom.ctv.array, phantom.ct.geometry, root / "ctv_ref.nii.gz"),
         "nifti": write_float_map(phantom.ct.array, phantom.ct.geometry, root / "ct.nii.gz"),
     }
     text = root / "bad" / "notes.txt"
@@ -199,6 +200,22 @@ def test_bad_uploads_give_the_cli_message_and_leave_nothing(
     assert leftovers(server.data_dir) == []
     assert not (server.data_dir.parent / "escaped.txt").exists()
     assert not Path("/tmp/autoctv-absolute.txt").exists()
+
+
+def test_reference_contour_uploaded_with_the_ct(server: WebServer, inputs: dict[str, Path]):
+    with_reference = server.upload_files({"file": inputs["zip"], "reference": inputs["ctv"]})
+    assert with_reference.status == 201, with_reference.body
+    case_id = with_reference.json()["id"]
+    assert server.request("GET", f"/api/cases/{case_id}").json()["reference"] is True
+    stored = server.data_dir / "cases" / case_id / "reference" / "ctv_reference.nii.gz"
+    assert stored.is_file()
+    server.request("DELETE", f"/api/cases/{case_id}")
+    before = server.request("GET", "/api/cases").json()
+    wrong_grid = server.upload_files({"file": inputs["zip"], "reference": inputs["2d"]})
+    assert wrong_grid.status == 400
+    assert wrong_grid.json()["error"].startswith("reference slice.nii.gz: ")
+    assert server.request("GET", "/api/cases").json() == before
+    assert leftovers(server.data_dir) == []
 
 
 def test_two_series_upload_works_once_one_is_picked(server: WebServer, inputs: dict[str, Path]):

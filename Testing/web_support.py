@@ -146,6 +146,22 @@ class WebServer:
             "POST", "/api/cases", body=body, headers={"Content-Type": content_type}, token=token
         )
 
+    def upload_files(self, files: Mapping[str, Path], token: str | None = None) -> Response:
+        """POST ``/api/cases`` with several file fields (e.g. ``file`` and ``reference``)."""
+        boundary = uuid.uuid4().hex
+        parts = []
+        for field, path in files.items():
+            head = (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+                f'filename="{path.name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            )
+            parts.append(head.encode() + path.read_bytes() + b"\r\n")
+        parts.append(f"--{boundary}--\r\n".encode())
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        return self.request(
+            "POST", "/api/cases", body=b"".join(parts), headers=headers, token=token
+        )
+
     def wait_status(
         self, case_id: str, wanted: Sequence[str], timeout_s: float = 180.0
     ) -> dict[str, Any]:

@@ -43,6 +43,8 @@ async function upload(event) {
   if (!input.files.length) return;
   const form = new FormData();
   form.append("file", input.files[0]);
+  const reference = document.getElementById("reference");
+  if (reference.files.length) form.append("reference", reference.files[0]);
   form.append("uncertainty", document.getElementById("uncertainty").value || "0");
   const series = document.getElementById("series");
   if (!document.getElementById("series-label").hidden && series.value) {
