@@ -72,6 +72,7 @@ class CaseViewer:
                 "playing": False,
                 "heat_opacity": 0.5,
                 "has_heat_map": False,
+                "legend_gradient": "",
                 "review": [],
                 "dice_slice": None,
                 "has_reference": False,
@@ -174,6 +175,10 @@ class CaseViewer:
         state.case_id = case_id
         state.loaded = True
         state.has_heat_map = self.case.heat_map_node is not None
+        if self.case.heat_map_node is not None:
+            from .viewer_scene import legend_gradient
+
+            state.legend_gradient = legend_gradient(self.case.heat_map_node)
         state.review = self.case.review
         state.has_reference = self.case.reference_zyx is not None
         state.dice_reference_all = None
@@ -428,7 +433,21 @@ class CaseViewer:
                                 id="dice-reference-all",
                             )
                         with html.Div(v_if="has_heat_map"):
-                            html.Div("Uncertainty heat map opacity")
+                            html.Div("Uncertainty (entropy, bits)")
+                            html.Div(
+                                id="heat-legend",
+                                style=(
+                                    "{ background: legend_gradient, height: '12px', "
+                                    "borderRadius: '2px' }",
+                                ),
+                            )
+                            with html.Div(
+                                classes="d-flex justify-space-between text-caption",
+                            ):
+                                html.Span("0 (transparent below 0.1)")
+                                html.Span("0.5")
+                                html.Span("1 bit")
+                            html.Div("Heat map opacity", classes="mt-1")
                             v.VSlider(
                                 v_model=("heat_opacity",),
                                 min=0,

@@ -114,6 +114,19 @@ def load_case(scene: Any, case_dir: Path, input_path: str, series_uid: str = "")
     )
 
 
+def legend_gradient(heat_map_node: Any, stops: int = 8) -> str:
+    """A CSS ``linear-gradient`` of the heat map's colours from 0 to 1 bit (its display range)."""
+    color_node = heat_map_node.GetDisplayNode().GetColorNode()
+    colors = color_node.GetScalarsToColors()
+    low, high = colors.GetRange()
+    parts = []
+    for index in range(stops):
+        fraction = index / (stops - 1)
+        red, green, blue = colors.GetColor(low + fraction * (high - low))[:3]
+        parts.append(f"rgb({red * 255:.0f},{green * 255:.0f},{blue * 255:.0f}) {fraction:.0%}")
+    return "linear-gradient(to right, " + ", ".join(parts) + ")"
+
+
 def current_label(case: LoadedCase) -> np.ndarray:
     """The CTV as it is now in the scene (after edits), uint8 (z, y, x) on the CT grid."""
     from AutoCTVSlicerLib.segmentation_nodes import labelmap_from_segment
