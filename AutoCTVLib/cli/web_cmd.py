@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         from AutoCTVWeb.server import run_server
     except ImportError as error:
         raise InputError(
-            f"the browser app needs the web extra ({error.name} is missing): "
+            f"the browser app needs the web extra ({error.name or error} is missing): "
             "pip install 'autoctv[web]'"
         ) from error
     extra = ["--threads", str(args.threads)] if args.threads else []
