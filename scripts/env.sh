@@ -18,6 +18,14 @@ if ! command -v dciodvfy >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
   (apt-get update -qq && apt-get install -y -qq dicom3tools >/dev/null) \
     || echo "autoctv: dicom3tools could not be installed; the dciodvfy test will be skipped" >&2
 fi
+# Debian's chromium runs the browser tests of the web app (Playwright drives it through
+# executable_path); without it those tests report a skip.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+  && [ "$(id -u)" = 0 ]; then
+  echo "autoctv: installing chromium from Debian's packages (browser tests)" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "autoctv: chromium could not be installed; the browser tests will be skipped" >&2
+fi
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) $TORCH_SPEC"
 if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
@@ -27,5 +35,5 @@ echo "autoctv: preparing the virtual environment in $VENV (first run takes a few
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$TORCH_SPEC"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-  -c <(echo "$TORCH_SPEC") -e ".[test,completion,plots,cli]"
+  -c <(echo "$TORCH_SPEC") -e ".[test,completion,plots,cli,web]"
 echo "$want" > "$stamp"

@@ -1,0 +1,77 @@
+"""Saving the physician's edited CTV of a case beside the model's, in the same formats.
+
+The viewer's "Save edited contour" writes ``<case>/out/edited/``: ``ctv.nii.gz``,
+``ctv.seg.nrrd`` and ``rtstruct.dcm`` (referencing the case's CT series, or for an image-file
+upload the DICOM series ``autoctv predict --create-dicom-ct`` wrote), each marked as edited
+(SEMIAUTOMATIC in the RTSTRUCT). Downloads then give the edited contour unless the model's is
+asked for (``?version=model``). Library writers only: no Slicer or VTK here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from AutoCTVLib import terminology
+from AutoCTVLib.io.ct_reader import read_ct
+from AutoCTVLib.io.identity import SeriesIdentity
+from AutoCTVLib.io.image_files import write_labelmap
+from AutoCTVLib.io.rtstruct_write import RoiSpec, write_rtstruct
+from AutoCTVLib.io.seg_nrrd import CTV_TERMINOLOGY, Segment, write_seg_nrrd
+
+EDITED_FOLDER = "edited"
+#: Download kind → file name in ``out/edited`` (kinds without an edited file give the model's).
+EDITED_FILES = {"nifti": "ctv.nii.gz", "segnrrd": "ctv.seg.nrrd", "rtstruct": "rtstruct.dcm"}
+
+
+def write_edited_outputs(
+    case_dir: Path, input_path: str, series_uid: str, label_zyx: np.ndarray
+) -> list[str]:
+    """Write the edited CTV (uint8/bool, z, y, x on the CT grid); returns the kinds written."""
+    out_dir = case_dir / "out"
+    target = out_dir / EDITED_FOLDER
+    target.mkdir(parents=True, exist_ok=True)
+    dicom_ct = out_dir / "ct_dicom"
+    source = dicom_ct if dicom_ct.is_dir() else case_dir / input_path
+    loaded = read_ct(source, series_uid=None if dicom_ct.is_dir() else (series_uid or None))
+    geometry = loaded.volume.geometry
+    mask = np.asarray(label_zyx) != 0
+    if mask.shape != geometry.shape_zyx:
+        raise ValueError(f"edited label {mask.shape} is not on the CT grid {geometry.shape_zyx}")
+    provenance = {"edited": "yes", "editor": "AutoCTV web viewer"}
+    write_labelmap(mask.astype(np.uint8), geometry, target / EDITED_FILES["nifti"], overwrite=True)
+    segment = Segment(
+        name=terminology.CTV_SEGMENT_NAME,
+        mask_zyx=mask,
+        color_rgb=tuple(c / 255.0 for c in terminology.CTV_COLOR_RGB),
+        terminology=CTV_TERMINOLOGY,
+        segment_id=terminology.CTV_SEGMENT_NAME,
+        status="completed",
+        tags={"AutoCTV.edited": "yes"},
+    )
+    write_seg_nrrd(
+        [segment], geometry, target / EDITED_FILES["segnrrd"], provenance=provenance, overwrite=True
+    )
+    written = ["nifti", "segnrrd"]
+    if isinstance(loaded.identity, SeriesIdentity):
+        roi = RoiSpec(
+            name=terminology.CTV_SEGMENT_NAME,
+            mask_zyx=mask,
+            color_rgb=tuple(terminology.CTV_COLOR_RGB),
+            interpreted_type="CTV",
+            generation_algorithm="SEMIAUTOMATIC",
+            generation_description="AutoCTV model contour edited in the web viewer",
+        )
+        write_rtstruct(
+            [roi],
+            loaded.identity,
+            geometry,
+            target / EDITED_FILES["rtstruct"],
+            series_description="AutoCTV CTV edited",
+            structure_set_label="AutoCTV edited",
+            provenance=provenance,
+            overwrite=True,
+        )
+        written.append("rtstruct")
+    return written
