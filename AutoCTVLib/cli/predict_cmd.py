@@ -176,12 +176,14 @@ def run_prediction_job(
     from AutoCTVLib.cli.progress import StagedProgress, predict_stage_weights
     from AutoCTVLib.io.ct_reader import read_ct
     from AutoCTVLib.models.bundled import resolve_model_path
+    from AutoCTVLib.models.model_file import check_model_file
     from AutoCTVLib.predict.outputs import OutputRequest, check_request, parse_formats
 
     format_names = parse_formats(formats if isinstance(formats, str) else ",".join(formats))
     if min_component_ml is not None and not min_component_ml >= 0:
         raise InputError(f"--min-component-ml must not be negative, not {min_component_ml}")
     model_path = resolve_model_path(model)
+    check_model_file(model_path)  # a bad model file set is refused before the CT is read
     request = OutputRequest(
         out_dir=Path(out_dir),
         formats=format_names,
