@@ -208,3 +208,32 @@ def test_the_committed_segmenter_config_is_valid() -> None:
     assert config.stage == "segmenter"
     assert max(config.preprocess_config().spacing_xyz_mm[:2]) <= 2.0
     assert config.preprocess_config().spacing_xyz_mm[2] <= 3.0
+
+
+def test_batches_prepared_by_workers_are_the_same(dataset: Path, locator_path: Path) -> None:
+    from AutoCTVLib.training.prefetch import PrefetchingSampler
+    from AutoCTVLib.training.segmenter_data import load_segmenter_cases
+
+    config = segmenter_config(locator_path, augment=True)
+    cases = load_segmenter_cases(
+        dataset, None, config.preprocess_config(), config.segmenter_settings()
+    )
+    sampler = PatchSampler(
+        cases,
+        2,
+        (9, 9, 9),
+        0.25,
+        build_augmentation(config),
+        seed=5,
+        boundary_fraction=0.25,
+        centre_jitter_voxels=(2, 2, 2),
+    )
+    prefetching = PrefetchingSampler(sampler, workers=2, ahead=3, last_iteration=6)
+    try:
+        for iteration in (1, 2, 3, 5):
+            ahead, here = prefetching.batch(iteration), sampler.batch(iteration)
+            assert ahead.case_ids == here.case_ids
+            assert np.array_equal(ahead.image.numpy(), here.image.numpy())
+            assert np.array_equal(ahead.label.numpy(), here.label.numpy())
+    finally:
+        prefetching.close()

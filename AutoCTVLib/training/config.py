@@ -106,6 +106,8 @@ class TrainConfig:
             with ``stage`` ``"segmenter"``).
         boundary_fraction: share of patches centred on a voxel of the label's surface (only
             with ``stage`` ``"segmenter"``; the rest are centred on the CTV's box with jitter).
+        loader_workers: processes that prepare batches ahead of the training loop (0: the
+            training process draws each batch itself); the batches are the same either way.
     """
 
     iterations: int = 20000
@@ -139,6 +141,7 @@ class TrainConfig:
     stage: str = "single"
     cascade: dict[str, Any] = field(default_factory=dict)
     boundary_fraction: float = 0.0
+    loader_workers: int = 0
 
     def __post_init__(self) -> None:
         for name in ("iterations", "val_every", "log_every", "batch_size", "n_folds"):
@@ -187,6 +190,9 @@ class TrainConfig:
         for name in ("augment", "deterministic", "distinct_cases", "aligned_patches"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        workers = self.loader_workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"loader_workers must be a non-negative integer, got {workers!r}")
         self._check_stage()
         # Validate the nested settings now, and store them in their canonical form.
         object.__setattr__(self, "network", self.network_config().to_dict())

@@ -183,6 +183,12 @@ def run_training(
         boundary_fraction=config.boundary_fraction,
         centre_jitter_voxels=jitter,
     )
+    if config.loader_workers:
+        from AutoCTVLib.training.prefetch import PrefetchingSampler
+
+        sampler = PrefetchingSampler(  # type: ignore[assignment]
+            sampler, config.loader_workers, 2 * config.loader_workers, config.iterations
+        )
     network_config = config.network_config()
     model = build_network(network_config, seed=config.seed)
     trainer = Trainer(
@@ -197,7 +203,11 @@ def run_training(
         context=context,
         run_dir=run_dir,
     )
-    result = trainer.fit(resume=resume, cancel=cancel)
+    try:
+        result = trainer.fit(resume=resume, cancel=cancel)
+    finally:
+        if config.loader_workers:
+            sampler.close()  # type: ignore[attr-defined]
     if weight_hash_dir is not None:
         folder = Path(weight_hash_dir)
         folder.mkdir(parents=True, exist_ok=True)
