@@ -81,6 +81,32 @@ def write_training_dataset(
     return time.perf_counter() - started
 
 
+class TimeLimit:
+    """A training callback: after ``seconds`` of training, validate once more and stop."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = float(seconds)
+        self.started = time.perf_counter()
+
+    def on_train_start(self, trainer: Any) -> None:
+        self.started = time.perf_counter()
+
+    def on_iteration_end(self, trainer: Any, record: dict[str, Any]) -> None:
+        if time.perf_counter() - self.started < self.seconds or trainer.state.stopped_early:
+            return
+        iteration = record["iteration"]
+        if iteration % trainer.config.val_every and iteration != trainer.config.iterations:
+            trainer.record_validation(trainer.validate(iteration))
+        trainer.state.stopped_early = True
+        print(f"time limit: stopped after iteration {iteration}", flush=True)
+
+    def on_validation_end(self, trainer: Any, record: dict[str, Any]) -> None:
+        print(f"validation at {record['iteration']}: Dice {record['dice_mean']:.4f}", flush=True)
+
+    def on_train_end(self, trainer: Any) -> None:
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="run folder")
@@ -92,6 +118,13 @@ def main() -> None:
     parser.add_argument("--size", help="x,y,z voxels of small phantoms (dry runs)")
     parser.add_argument("--patch", help="z,y,x patch size override (dry runs)")
     parser.add_argument("--data", type=Path, help="reuse this HDF5 dataset")
+    parser.add_argument("--locator", help="locator model file (default: the config's)")
+    parser.add_argument(
+        "--max-train-seconds",
+        type=float,
+        help="validate and stop once training has run this long (a safety net for a fixed "
+        "machine lease; the learning rate then has not decayed to zero)",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(REPOSITORY))
     from AutoCTVLib.training.config import load_train_config
@@ -112,10 +145,18 @@ def main() -> None:
         changes["val_every"] = args.val_every or max(1, args.iterations // 6)
     if args.patch:
         changes["patch_size_zyx"] = tuple(int(v) for v in args.patch.split(","))
+    if args.locator:
+        changes["cascade"] = {**config.cascade, "locator_model": args.locator}
     config = config.replace(**changes)
     started = time.perf_counter()
+    callbacks = [] if args.max_train_seconds is None else [TimeLimit(args.max_train_seconds)]
     summary = run_training(
-        dataset, args.out / "run", config, device=args.device, model_name="ctv_pelvis_cascade"
+        dataset,
+        args.out / "run",
+        config,
+        device=args.device,
+        model_name="ctv_pelvis_cascade",
+        callbacks=callbacks,  # type: ignore[arg-type]
     )
     train_s = time.perf_counter() - started
     record = {
@@ -124,6 +165,8 @@ def main() -> None:
         "train_seconds": train_s,
         "device": args.device,
         "config": config.to_dict(),
+        "iterations_run": summary.result.iterations,
+        "stopped_by_time_limit": summary.result.stopped_early,
         "best_iteration": summary.result.best_iteration,
         "best_validation_dice": summary.result.best_dice,
         "train_cases": list(summary.train_case_ids),

@@ -16,6 +16,7 @@ convolutions; see :mod:`AutoCTVLib.predict.speed`) unless the variable is alread
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 import time
@@ -91,8 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--min-component-ml",
         type=float,
-        default=1.0,
-        help="remove CTV islands smaller than this (mL; default 1)",
+        default=0.0,
+        help="also remove CTV parts smaller than this (mL; default 0). Islands farther than "
+        "15 mm from the largest part are always removed",
     )
     parser.add_argument(
         "--no-postprocess", action="store_true", help="keep the thresholded mask as it is"
@@ -167,7 +169,7 @@ def run_prediction_job(
     create_dicom_ct: bool = False,
     mc_method: str = "cheap",
     seed: int = 0,
-    min_component_ml: float | None = 1.0,
+    min_component_ml: float | None = 0.0,
     thp_status: str = "",
 ) -> JobResult:
     """Read, predict and write: the work of ``autoctv predict`` (also used by the demo)."""
@@ -239,11 +241,10 @@ def _predict_and_write(
     started: float,
     thp_status: str,
 ) -> JobResult:
-    from AutoCTVLib.inference.postprocess import PostprocessConfig
     from AutoCTVLib.models.model_file import load_model
     from AutoCTVLib.predict.mc import MCSettings
     from AutoCTVLib.predict.outputs import write_outputs
-    from AutoCTVLib.predict.predictor import Predictor
+    from AutoCTVLib.predict.predictor import DEFAULT_POSTPROCESS, Predictor
     from AutoCTVLib.predict.report import build_report
 
     mark = time.perf_counter()
@@ -254,7 +255,7 @@ def _predict_and_write(
     postprocess = (
         None
         if min_component_ml is None
-        else PostprocessConfig(min_component_ml=float(min_component_ml), fill_holes="3d")
+        else dataclasses.replace(DEFAULT_POSTPROCESS, min_component_ml=float(min_component_ml))
     )
     prediction = predictor.predict(
         loaded.volume,

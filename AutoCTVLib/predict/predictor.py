@@ -65,8 +65,11 @@ from AutoCTVLib.volume import Volume
 
 logger = logging.getLogger(__name__)
 
-#: Default clean-up: drop islands under 1 mL, fill enclosed holes in 3D.
-DEFAULT_POSTPROCESS = PostprocessConfig(min_component_ml=1.0, fill_holes="3d")
+#: Default clean-up: the CTV is one connected volume — keep the largest component and every part
+#: within 15 mm of it, drop the other islands, fill enclosed holes in 3D. On the 20 held-out test
+#: phantoms this kept Dice (0.836 → 0.837) and cut the HD95 mean from 13.1 to 6.9 mm and its
+#: maximum from 126 to 12 mm (benchmarks/results/postprocess_islands.md).
+DEFAULT_POSTPROCESS = PostprocessConfig(min_component_ml=0.0, near_largest_mm=15.0, fill_holes="3d")
 #: Slices listed for review, and the least distance (mm) between two listed slices.
 REVIEW_SLICE_COUNT = 5
 REVIEW_SEPARATION_MM = 10.0
