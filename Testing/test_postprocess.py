@@ -198,3 +198,21 @@ def test_one_connected_ctv_config_drops_islands_and_fills_holes() -> None:
     assert cleaned[:9, :9, :9].sum() == 7**3  # hole filled
     assert cleaned[2:4, 2:4, 12:14].all()
     assert not cleaned[10, 25, 25] and not cleaned[5:8, 20:28, 20:28].any()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_working_in_the_mask_box_equals_the_whole_grid(seed: int) -> None:
+    from AutoCTVLib.inference.postprocess import _postprocess_box
+
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((14, 30, 26), dtype=bool)
+    mask[3:11, 6:20, 4:18] = rng.random((8, 14, 14)) < 0.55  # ragged parts with holes
+    mask[0, 0, 0] = mask[13, 29, 25] = seed == 2  # parts on the grid's corners
+    for config in (
+        PostprocessConfig(near_largest_mm=2.0, fill_holes="both"),
+        PostprocessConfig(min_component_ml=0.004, fill_holes="slice", connectivity=6),
+        PostprocessConfig(keep_largest=2, fill_holes="3d", connectivity=18),
+    ):
+        spacing = (1.0, 0.8, 2.0)
+        whole = _postprocess_box(mask, spacing, config)
+        assert np.array_equal(postprocess_mask(mask, spacing, config), whole)

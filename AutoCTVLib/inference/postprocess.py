@@ -84,7 +84,35 @@ class PostprocessConfig:
 def postprocess_mask(
     mask: np.ndarray, spacing: Geometry | Sequence[float], config: PostprocessConfig
 ) -> np.ndarray:
-    """Apply ``config`` to ``mask`` (bool, z, y, x): remove components, then fill holes."""
+    """Apply ``config`` to ``mask`` (bool, z, y, x): remove components, then fill holes.
+
+    The work is done inside the mask's bounding box grown by one voxel: every step (components,
+    distances between them, holes enclosed in 3D or in a slice) depends only on the mask and
+    the background ring around it, so the result equals the whole-grid computation.
+    """
+    binary = _as_mask(mask)
+    window = _padded_box(binary)
+    if window is None:
+        return binary.copy()
+    result = np.zeros_like(binary)
+    result[window] = _postprocess_box(binary[window], spacing, config)
+    return result
+
+
+def _padded_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The mask's bounding box plus one voxel on every side (clipped), or None when empty."""
+    if not mask.any():
+        return None
+    box = []
+    for axis in range(mask.ndim):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(max(0, present[0] - 1), min(mask.shape[axis], present[-1] + 2)))
+    return tuple(box)
+
+
+def _postprocess_box(
+    mask: np.ndarray, spacing: Geometry | Sequence[float], config: PostprocessConfig
+) -> np.ndarray:
     cleaned = keep_components(
         mask,
         spacing,

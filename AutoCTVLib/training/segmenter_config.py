@@ -33,7 +33,7 @@ class SegmenterSettings:
 
     Attributes:
         locator_model: the locator's model file (``.safetensors``/``.json``), or ``"bundled"``
-            for the bundled CTV model.
+            for the bundled single-stage 6 mm CTV model (``ctv_pelvis_phantom``).
         margin_mm: crop margin around the locator's CTV at inference (recorded in the card).
         jitter_mm: largest shift (mm, per axis) of the crop centre in training (locator error).
         use_locator_probability: give the segmenter the locator's probability as a second
@@ -75,8 +75,12 @@ class SegmenterSettings:
 
     def locator_path(self) -> Path:
         """The locator's weights file (the bundled model for ``"bundled"``)."""
-        from AutoCTVLib.models.bundled import find_bundled_model, resolve_model_path
+        from AutoCTVLib.models.bundled import (
+            LOCATOR_MODEL_STEM,
+            find_bundled_model,
+            resolve_model_path,
+        )
 
         if self.locator_model == BUNDLED_LOCATOR:
-            return find_bundled_model()
+            return find_bundled_model(LOCATOR_MODEL_STEM)
         return resolve_model_path(self.locator_model)
