@@ -40,7 +40,7 @@ from postprocess_islands import _common_box
 
 from AutoCTVLib.metrics import segmentation_metrics
 from AutoCTVLib.models import SYNTHETIC_DISCLAIMER, ModelCard, load_model
-from AutoCTVLib.models.bundled import find_bundled_model
+from AutoCTVLib.models.bundled import LOCATOR_MODEL_STEM, find_bundled_model
 from AutoCTVLib.models.cascade_file import save_cascade
 from AutoCTVLib.nn import NetworkConfig, build_network
 from AutoCTVLib.predict import Predictor
@@ -68,7 +68,7 @@ def assemble(run_files: Path, models: Path) -> Path:
     )
     (checkpoint / "state.json").write_text((run_files / "best_state.json").read_text())
     load_checkpoint(checkpoint, segmenter)
-    locator, locator_card = load_model(find_bundled_model())
+    locator, locator_card = load_model(find_bundled_model(LOCATOR_MODEL_STEM))
     if locator_card.weights_sha256 != card.training_data["locator"]["weights_sha256"]:
         raise SystemExit("the bundled model is not the locator this segmenter was trained with")
     training = dict(card.training_data)
@@ -151,7 +151,7 @@ def main() -> None:
         return
     if args.model is None:
         parser.error("give --model (or --assemble)")
-    models = {"bundled 6 mm": find_bundled_model(), "cascade": args.model}
+    models = {"bundled 6 mm": find_bundled_model(LOCATOR_MODEL_STEM), "cascade": args.model}
     predictors = {
         name: Predictor.from_file(path, device="cpu", threads=args.threads)
         for name, path in models.items()
