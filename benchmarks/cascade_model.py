@@ -221,7 +221,7 @@ def main() -> None:
             "Both with the default post-processing (largest part + parts within 15 mm, holes "
             "filled), plain prediction (no MC), on each CT's own grid against the phantom's CTV. "
             "s/case: Predictor.predict in this process with 2 torch threads on the shared 2-core "
-            "CPU (other jobs running), not the command's wall time (see predict_speed).",
+            "CPU (other jobs running), not the command's wall time (see cascade_speed).",
         ],
     )
     print(args.out.with_suffix(".md").read_text())
