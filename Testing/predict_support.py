@@ -113,3 +113,45 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a) > 0, np.asarray(b) > 0
     total = int(a.sum()) + int(b.sum())
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+CASCADE_LOCATOR_SPACING_XYZ_MM = (8.0, 8.0, 8.0)
+CASCADE_SEGMENTER_SPACING_XYZ_MM = (4.0, 4.0, 5.0)
+
+
+def make_tiny_cascade(
+    directory: Path,
+    ct: Volume,
+    *,
+    name: str = "ctv-tiny-cascade",
+    locator_probability: bool = True,
+    margin_mm: float = 15.0,
+    seed: int = 0,
+) -> Path:
+    """Save a calibrated tiny cascade (random weights, 8 mm locator, 4×4×5 mm segmenter)."""
+    from AutoCTVLib.models.cascade_card import CropSettings
+    from AutoCTVLib.models.cascade_file import cascade_card, save_cascade
+
+    locator_pre = PreprocessConfig(spacing_xyz_mm=CASCADE_LOCATOR_SPACING_XYZ_MM)
+    segmenter_pre = PreprocessConfig(spacing_xyz_mm=CASCADE_SEGMENTER_SPACING_XYZ_MM)
+    locator = calibrated_network(tiny_config(1), ct, locator_pre, seed)
+    segmenter = build_network(
+        tiny_config(1, in_channels=2 if locator_probability else 1), seed=seed + 1
+    ).eval()
+    base = ModelCard(
+        name=name,
+        version="0.0.1",
+        architecture=tiny_config(1).to_dict(),
+        preprocessing=segmenter_pre.to_dict(),
+        labels=(ctv_label(),),
+        training_data="none: random weights for tests",
+        inference={"threshold": 0.5},
+        intended_use="tests",
+        disclaimer=SYNTHETIC_DISCLAIMER,
+    )
+    card = cascade_card(
+        base, locator, locator_pre, segmenter, segmenter_pre, CropSettings(margin_mm=margin_mm)
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    save_cascade((locator, segmenter), card, directory / name)
+    return directory / f"{name}.safetensors"

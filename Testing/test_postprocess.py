@@ -12,6 +12,7 @@ from AutoCTVLib.inference.postprocess import (
     component_volumes_ml,
     fill_holes,
     keep_components,
+    keep_near_largest,
     postprocess_mask,
 )
 from AutoCTVLib.volume import Geometry
@@ -127,6 +128,8 @@ def test_postprocess_config_round_trip_and_application() -> None:
         {"keep_largest": True},
         {"fill_holes": "2d"},
         {"connectivity": 8},
+        {"near_largest_mm": -1.0},
+        {"near_largest_mm": float("inf")},
     ],
 )
 def test_postprocess_config_validation(kwargs) -> None:
@@ -144,3 +147,72 @@ def test_keep_components_argument_errors() -> None:
         keep_components(mask, (1.0, 1.0, 1.0), min_volume_ml=-0.5)
     with pytest.raises(ValueError):
         keep_components(mask, (1.0, 1.0, 1.0), connectivity=4)
+
+
+def ctv_with_parts() -> np.ndarray:
+    """A 6×6×6 'CTV', a small part 3 voxels beside it, and an island 20 voxels away."""
+    mask = np.zeros((10, 30, 40), dtype=bool)
+    mask[2:8, 2:8, 2:8] = True  # the CTV (largest)
+    mask[3:5, 3:5, 11:13] = True  # gap of 3 voxels along x (the centres are 4 voxels apart)
+    mask[4:6, 20:22, 30:32] = True  # far island
+    return mask
+
+
+@pytest.mark.parametrize(
+    ("spacing_xyz", "distance_mm", "kept_parts"),
+    [
+        ((1.0, 1.0, 1.0), 4.0, 2),  # the near part is 4 mm away between voxel centres
+        ((1.0, 1.0, 1.0), 3.9, 1),
+        ((0.5, 1.0, 1.0), 2.0, 2),  # x spacing halves the distance
+        ((1.0, 1.0, 1.0), 100.0, 3),
+        ((1.0, 1.0, 1.0), 0.0, 1),
+    ],
+)
+def test_keep_near_largest_measures_the_gap_in_mm(spacing_xyz, distance_mm, kept_parts) -> None:
+    mask = ctv_with_parts()
+    kept = keep_near_largest(mask, spacing_xyz, distance_mm)
+    assert kept[2:8, 2:8, 2:8].all()
+    assert kept[3:5, 3:5, 11:13].all() == (kept_parts >= 2)
+    assert kept[4:6, 20:22, 30:32].all() == (kept_parts == 3)
+    assert not kept[~mask].any()
+
+
+def test_keep_near_largest_edge_cases() -> None:
+    empty = np.zeros((4, 4, 4), dtype=bool)
+    assert not keep_near_largest(empty, (1.0, 1.0, 1.0), 5.0).any()
+    single = empty.copy()
+    single[1, 1, 1] = True
+    assert np.array_equal(keep_near_largest(single, (1.0, 1.0, 1.0), 5.0), single)
+    with pytest.raises(ValueError):
+        keep_near_largest(single, (1.0, 1.0, 1.0), -1.0)
+
+
+def test_one_connected_ctv_config_drops_islands_and_fills_holes() -> None:
+    mask = np.zeros((12, 30, 30), dtype=bool)
+    mask[:9, :9, :9] = hollow_cube()
+    mask[2:4, 2:4, 12:14] = True  # a part 5 mm away (voxel centres): kept
+    mask[10, 25, 25] = True  # stray voxel
+    mask[5:8, 20:28, 20:28] = True  # a big stray island (192 voxels)
+    config = PostprocessConfig(near_largest_mm=5.0, fill_holes="3d")
+    cleaned = postprocess_mask(mask, Geometry((12, 30, 30), (1.0, 1.0, 1.0)), config)
+    assert cleaned[:9, :9, :9].sum() == 7**3  # hole filled
+    assert cleaned[2:4, 2:4, 12:14].all()
+    assert not cleaned[10, 25, 25] and not cleaned[5:8, 20:28, 20:28].any()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_working_in_the_mask_box_equals_the_whole_grid(seed: int) -> None:
+    from AutoCTVLib.inference.postprocess import _postprocess_box
+
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((14, 30, 26), dtype=bool)
+    mask[3:11, 6:20, 4:18] = rng.random((8, 14, 14)) < 0.55  # ragged parts with holes
+    mask[0, 0, 0] = mask[13, 29, 25] = seed == 2  # parts on the grid's corners
+    for config in (
+        PostprocessConfig(near_largest_mm=2.0, fill_holes="both"),
+        PostprocessConfig(min_component_ml=0.004, fill_holes="slice", connectivity=6),
+        PostprocessConfig(keep_largest=2, fill_holes="3d", connectivity=18),
+    ):
+        spacing = (1.0, 0.8, 2.0)
+        whole = _postprocess_box(mask, spacing, config)
+        assert np.array_equal(postprocess_mask(mask, spacing, config), whole)

@@ -76,10 +76,11 @@ def test_mc_outputs_and_provenance(predictor: Predictor, phantom) -> None:
     settings = provenance["settings"]
     assert settings["mc_samples"] == 4 and settings["mc"]["method"] == "cheap"
     assert settings["postprocess"] == {
-        "min_component_ml": 1.0,
+        "min_component_ml": 0.0,
         "keep_largest": None,
         "fill_holes": "3d",
         "connectivity": 26,
+        "near_largest_mm": 15.0,
     }
     assert settings["device"] == "cpu" and settings["threads"] == 1
     assert set(prediction.timings_s) >= {"preprocess", "network", "uncertainty", "resample"}

@@ -8,9 +8,11 @@ import numpy as np
 
 from AutoCTVLib.augment.base import RandomTransform
 from AutoCTVLib.augment.flip import RandomFlip
+from AutoCTVLib.augment.intensity import RandomIntensity
 from AutoCTVLib.augment.noise import RandomGaussianNoise
 from AutoCTVLib.augment.rotation import RandomRotation
 from AutoCTVLib.augment.sample import Sample
+from AutoCTVLib.augment.scale import RandomScale
 from AutoCTVLib.augment.translation import RandomTranslation
 
 
@@ -56,3 +58,37 @@ def thesis_augmentation(
             RandomGaussianNoise(variance=noise_variance),
         ]
     )
+
+
+def segmenter_augmentation(
+    *,
+    spacing_xyz_mm: Sequence[float] | None = None,
+    max_angle_deg: float = 5.0,
+    max_scale_change: float = 0.1,
+    max_gain: float = 0.1,
+    max_offset: float = 0.05,
+    max_noise_sd: float = 0.03,
+    flip_left_right: bool = True,
+) -> Compose:
+    """The cascade segmenter's augmentation; each part is switched off by a zero (or false):
+
+    * small rotation ≤ ``max_angle_deg`` about z, y and x (in mm);
+    * isotropic zoom by up to ``max_scale_change`` (0.1: ±10 %);
+    * intensity of the CT channel: gain ±``max_gain``, offset ±``max_offset``, noise SD up to
+      ``max_noise_sd`` (image units, the [0, 1] window);
+    * left-right flip (p 0.5; the only flip real anatomy shows on the reoriented grid).
+    """
+    transforms: list[RandomTransform] = []
+    if max_angle_deg > 0:
+        transforms.append(
+            RandomRotation(max_angle_deg=max_angle_deg, spacing_xyz_mm=spacing_xyz_mm)
+        )
+    if max_scale_change > 0:
+        transforms.append(RandomScale(max_change=max_scale_change))
+    if max_gain > 0 or max_offset > 0 or max_noise_sd > 0:
+        transforms.append(
+            RandomIntensity(max_gain=max_gain, max_offset=max_offset, max_noise_sd=max_noise_sd)
+        )
+    if flip_left_right:
+        transforms.append(RandomFlip(axes=[2], p=0.5))
+    return Compose(transforms)

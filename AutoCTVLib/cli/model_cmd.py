@@ -72,7 +72,19 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, ensure_ascii=False))
         return 0 if ok else 1
     try:
-        architecture = describe_config(NetworkConfig.from_dict(card.architecture))
+        if card.is_cascade:
+            locator, segmenter = card.stages
+            first = describe_config(NetworkConfig.from_dict(locator["architecture"]))
+            architecture = (
+                f"cascade: locator {first}"
+                f" at {locator['preprocessing']['spacing_xyz_mm']} mm; segmenter "
+                f"{describe_config(NetworkConfig.from_dict(segmenter['architecture']))} at "
+                f"{segmenter['preprocessing']['spacing_xyz_mm']} mm on "
+                f"{', '.join(segmenter['input_channels'])}, crop margin "
+                f"{segmenter['crop']['margin_mm']:g} mm"
+            )
+        else:
+            architecture = describe_config(NetworkConfig.from_dict(card.architecture))
     except (ValueError, TypeError) as error:
         architecture = f"INVALID ({error})"
     lines = [

@@ -20,6 +20,7 @@ convolutions; see :mod:`AutoCTVLib.predict.speed`) unless the variable is alread
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -116,8 +117,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--min-component-ml",
         type=float,
-        default=1.0,
-        help="remove CTV islands smaller than this (mL; default 1)",
+        default=0.0,
+        help="also remove CTV parts smaller than this (mL; default 0). Islands farther than "
+        "15 mm from the largest part are always removed",
     )
     parser.add_argument(
         "--no-postprocess", action="store_true", help="keep the thresholded mask as it is"
@@ -281,7 +283,7 @@ def run_prediction_job(
     create_dicom_ct: bool = False,
     mc_method: str = "cheap",
     seed: int = 0,
-    min_component_ml: float | None = 1.0,
+    min_component_ml: float | None = 0.0,
     thp_status: str = "",
     progress_label: str = "",
     predictor_cache: dict[Any, Any] | None = None,
@@ -297,12 +299,14 @@ def run_prediction_job(
     from AutoCTVLib.cli.progress import StagedProgress, predict_stage_weights
     from AutoCTVLib.io.ct_reader import read_ct
     from AutoCTVLib.models.bundled import resolve_model_path
+    from AutoCTVLib.models.model_file import check_model_file
     from AutoCTVLib.predict.outputs import OutputRequest, check_request, parse_formats
 
     format_names = parse_formats(formats if isinstance(formats, str) else ",".join(formats))
     if min_component_ml is not None and not min_component_ml >= 0:
         raise InputError(f"--min-component-ml must not be negative, not {min_component_ml}")
     model_path = resolve_model_path(model)
+    check_model_file(model_path)  # a bad model file set is refused before the CT is read
     request = OutputRequest(
         out_dir=Path(out_dir),
         formats=format_names,
@@ -381,11 +385,10 @@ def _predict_and_write(
     thp_status: str,
     predictor_cache: dict[Any, Any] | None = None,
 ) -> JobResult:
-    from AutoCTVLib.inference.postprocess import PostprocessConfig
     from AutoCTVLib.models.model_file import load_model
     from AutoCTVLib.predict.mc import MCSettings
     from AutoCTVLib.predict.outputs import write_outputs
-    from AutoCTVLib.predict.predictor import Predictor
+    from AutoCTVLib.predict.predictor import DEFAULT_POSTPROCESS, Predictor
     from AutoCTVLib.predict.report import build_report
 
     mark = time.perf_counter()
@@ -402,7 +405,7 @@ def _predict_and_write(
     postprocess = (
         None
         if min_component_ml is None
-        else PostprocessConfig(min_component_ml=float(min_component_ml), fill_holes="3d")
+        else dataclasses.replace(DEFAULT_POSTPROCESS, min_component_ml=float(min_component_ml))
     )
     prediction = predictor.predict(
         loaded.volume,

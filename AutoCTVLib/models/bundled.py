@@ -20,31 +20,33 @@ from AutoCTVLib.errors import ModelFileError
 from AutoCTVLib.models.card import ModelCard, model_paths, read_card
 
 BUNDLED_MODEL_STEM = "ctv_pelvis_phantom"
+#: The single-stage 6 mm CTV model: the locator (stage 1) that cascade segmenters are trained for.
+LOCATOR_MODEL_STEM = "ctv_pelvis_phantom"
 _MODEL_FOLDERS = (Path("Resources") / "Models", Path("AutoCTV") / "Resources" / "Models")
 
 
-def bundled_model_candidates() -> list[Path]:
-    """Every place the bundled weights file is looked for, in order."""
+def bundled_model_candidates(stem: str = BUNDLED_MODEL_STEM) -> list[Path]:
+    """Every place the bundled weights file ``<stem>.safetensors`` is looked for, in order."""
     library_parent = Path(__file__).resolve().parents[2]
-    return [
-        library_parent / folder / f"{BUNDLED_MODEL_STEM}.safetensors" for folder in _MODEL_FOLDERS
-    ]
+    return [library_parent / folder / f"{stem}.safetensors" for folder in _MODEL_FOLDERS]
 
 
-def find_bundled_model() -> Path:
-    """Path of the bundled model's weights file (its card lies beside it).
+def find_bundled_model(stem: str = BUNDLED_MODEL_STEM) -> Path:
+    """Path of a bundled model's weights file (its card lies beside it); by default the CTV
+    model ``autoctv predict`` uses.
 
     Raises:
         ModelFileError: no bundled model is installed; the message says how to get one.
     """
-    candidates = bundled_model_candidates()
+    default = stem == BUNDLED_MODEL_STEM  # (the default search can be replaced in tests)
+    candidates = bundled_model_candidates() if default else bundled_model_candidates(stem)
     for weights in candidates:
         if weights.is_file() and weights.with_suffix(".json").is_file():
             return weights
     raise ModelFileError(
-        f"the bundled model {BUNDLED_MODEL_STEM} is not installed (looked in "
+        f"the bundled model {stem} is not installed (looked in "
         f"{candidates[0].parent}); train one with 'autoctv train' and copy its model "
-        f".safetensors and .json there as {BUNDLED_MODEL_STEM}.*, or pass --model FILE"
+        f".safetensors and .json there as {stem}.*, or pass --model FILE"
     )
 
 

@@ -20,6 +20,12 @@ A model is two files side by side: ``<name>.safetensors`` (the weights) and ``<n
                                                "shape": [1, 16, 1, 1, 1]}, ...}
     }
 
+A cascade (a coarse *locator* and a fine *segmenter* in one weights file, card format 2) adds
+``"stages"``: one entry per stage with its own architecture, preprocessing and inputs (see
+:mod:`AutoCTVLib.models.cascade_card`); its top-level ``architecture`` is
+``{"architecture": "cascade", "stages": ["locator", "segmenter"]}``, its ``preprocessing`` is the
+segmenter's (the grid of the output and the heat map) and its ``input_channels`` are ``["ct"]``.
+
 ``preprocessing`` is the preprocessing pipeline's settings dict (it must hold
 ``spacing_xyz_mm`` and ``hu_window``; the pipeline validates the rest). The integrity fields
 (``weights_file``, ``weights_sha256``, ``parameter_count``, ``tensors``, ``created_utc``) are
@@ -42,7 +48,9 @@ from AutoCTVLib import terminology
 from AutoCTVLib.errors import ModelFileError
 
 FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = (1,)
+#: Format of a cascade card (format 1 has no ``stages``).
+CASCADE_FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
 SYNTHETIC_DISCLAIMER = "trained on synthetic phantoms only — not for clinical use"
 WEIGHTS_SUFFIX = ".safetensors"
 CARD_SUFFIX = ".json"
@@ -172,6 +180,7 @@ class ModelCard:
     weights_sha256: str = ""
     parameter_count: int = 0
     tensors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stages: tuple[dict[str, Any], ...] = ()
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -216,6 +225,21 @@ class ModelCard:
         version = self.format_version
         if isinstance(version, bool) or not isinstance(version, int):
             raise CardError(f"format_version must be an integer, got {version!r}")
+        stages = self.stages
+        if not isinstance(stages, (list, tuple)) or not all(isinstance(s, dict) for s in stages):
+            raise CardError("stages must be a list of JSON objects")
+        object.__setattr__(self, "stages", tuple(stages))
+        if self.stages:
+            from AutoCTVLib.models.cascade_card import check_cascade_card
+
+            check_cascade_card(self)
+        elif self.architecture.get("architecture") == "cascade":
+            raise CardError("the architecture is a cascade but the card describes no stages")
+
+    @property
+    def is_cascade(self) -> bool:
+        """True for a coarse-to-fine cascade (the card has ``stages``)."""
+        return bool(self.stages)
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -237,6 +261,10 @@ class ModelCard:
                 value = [label.to_dict() for label in self.labels]
             elif item.name == "input_channels":
                 value = list(value)
+            elif item.name == "stages":
+                if not value:
+                    continue  # single-stage cards keep their format-1 layout
+                value = [dict(stage) for stage in value]
             data[item.name] = value
         return data
 
@@ -257,6 +285,10 @@ class ModelCard:
             if not isinstance(values["input_channels"], list):
                 raise CardError("input_channels must be a list of names")
             values["input_channels"] = tuple(values["input_channels"])
+        if "stages" in values:
+            if not isinstance(values["stages"], list):
+                raise CardError("stages must be a list of JSON objects")
+            values["stages"] = tuple(values["stages"])
         return cls(**values)
 
 

@@ -25,6 +25,7 @@ from AutoCTVLib import __version__
 from AutoCTVLib.errors import ModelFileError
 from AutoCTVLib.io.atomic import OutputTransaction
 from AutoCTVLib.models.card import (
+    CardError,
     ModelCard,
     model_paths,
     read_card,
@@ -93,8 +94,20 @@ def save_model(
             f"the card names {len(card.input_channels)} input channels; the network takes "
             f"{config.in_channels}"
         )
-    weights_path, card_path = model_paths(path_stem)
+    final_card = card.replace(architecture=config.to_dict())
     state = _state_dict_for_saving(model)
+    return write_model_files(state, final_card, path_stem, count_parameters(model), overwrite)
+
+
+def write_model_files(
+    state: dict[str, torch.Tensor],
+    card: ModelCard,
+    path_stem: str | os.PathLike[str],
+    parameter_count: int,
+    overwrite: bool = True,
+) -> ModelCard:
+    """Write ``state`` and ``card`` (integrity fields filled in) as one file set, atomically."""
+    weights_path, card_path = model_paths(path_stem)
     tensors = {
         name: {"dtype": _dtype_name(tensor.dtype), "shape": list(tensor.shape)}
         for name, tensor in state.items()
@@ -112,12 +125,11 @@ def save_model(
         )
         _make_shareable(weights_tmp)
         final_card = card.replace(
-            architecture=config.to_dict(),
             created_utc=created,
             software={"autoctv": __version__, "torch": torch.__version__},
             weights_file=weights_path.name,
             weights_sha256=sha256_of_file(weights_tmp),
-            parameter_count=count_parameters(model),
+            parameter_count=parameter_count,
             tensors=tensors,
         )
         card_tmp.write_text(
@@ -156,11 +168,16 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelCard]:
 
     ``path`` may be the ``.json`` card, the ``.safetensors`` weights, or their common stem.
     Checks, in order: both files exist, the card's format version is supported and its fields
-    are valid, the weights' SHA-256 matches the card, the architecture builds, and the stored
-    tensors match the network exactly (names and shapes).
+    are valid (for a cascade: its stages fit together), the weights' SHA-256 matches the card,
+    the architecture builds, and the stored tensors match the network exactly (names and
+    shapes). A cascade card gives a :class:`~AutoCTVLib.models.cascade_file.CascadeModel`.
     """
     card = read_card(path)
     weights_path = verify_weights(path, card)
+    if card.is_cascade:
+        from AutoCTVLib.models.cascade_file import load_cascade_weights
+
+        return load_cascade_weights(card, weights_path), card
     try:
         config = NetworkConfig.from_dict(card.architecture)
         model = build_network(config)
@@ -184,6 +201,43 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelCard]:
     return model, card
 
 
+def check_model_file(path: str | os.PathLike[str]) -> ModelCard:
+    """Every check of :func:`load_model` without reading the tensors' data: the card (and a
+    cascade's stages), the weights' SHA-256, the architecture, and the stored tensor names and
+    shapes. Cheap enough to run before a CT is read, so a bad model is refused first."""
+    from safetensors import safe_open
+
+    card = read_card(path)
+    weights_path = verify_weights(path, card)
+    try:
+        if card.is_cascade:
+            from AutoCTVLib.models.cascade_file import build_cascade
+
+            model: nn.Module = build_cascade(card)
+        else:
+            model = build_network(NetworkConfig.from_dict(card.architecture))
+    except (CardError, ValueError, TypeError) as error:
+        raise ModelFileError(
+            f"model card of {weights_path.name}: bad architecture: {error}"
+        ) from error
+    if not card.is_cascade and len(card.labels) != model.config.out_channels:
+        raise ModelFileError(
+            f"model card of {weights_path.name} lists {len(card.labels)} labels but the network "
+            f"has {model.config.out_channels} output channels"
+        )
+    try:
+        with safe_open(str(weights_path), framework="pt") as stored:
+            shapes = {name: tuple(stored.get_slice(name).get_shape()) for name in stored.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ModelFileError(
+            f"model weights {weights_path} are not a safetensors file: {error}"
+        ) from error
+    state = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()}
+    source = weights_path.name + (" (cascade)" if card.is_cascade else "")
+    _check_tensor_names_and_shapes(model, state, source)
+    return card
+
+
 def _listed(names: list[str]) -> str:
     shown = ", ".join(names[:_LISTED])
     return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
@@ -194,6 +248,16 @@ def load_state_dict_checked(
 ) -> None:
     """``model.load_state_dict(state, strict=True)`` with a :class:`ModelFileError` that lists
     missing tensors, unexpected tensors and shape mismatches instead of torch's message."""
+    expected = _check_tensor_names_and_shapes(model, state, source)
+    converted: dict[str, Any] = {
+        name: tensor.to(expected[name].dtype) for name, tensor in state.items()
+    }
+    model.load_state_dict(converted, strict=True)
+
+
+def _check_tensor_names_and_shapes(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str
+) -> dict[str, torch.Tensor]:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -213,7 +277,4 @@ def load_state_dict_checked(
         raise ModelFileError(
             f"{source} do not fit the architecture in the model card; " + "; ".join(problems)
         )
-    converted: dict[str, Any] = {
-        name: tensor.to(expected[name].dtype) for name, tensor in state.items()
-    }
-    model.load_state_dict(converted, strict=True)
+    return expected

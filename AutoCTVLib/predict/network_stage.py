@@ -143,7 +143,8 @@ def run_network(
 
     Args:
         network: the model (eval mode is set here).
-        image_zyx: preprocessed image (z, y, x), float32.
+        image_zyx: preprocessed image (z, y, x), float32, or (C, z, y, x) for a network with
+            several input channels.
         spacing_zyx_mm: the network grid's spacing (z, y, x) in mm.
         device: where to run.
         speed: memory layout and autocast settings.
@@ -157,8 +158,9 @@ def run_network(
     config = getattr(network, "config", None)
     first_channels = int(config.channels[0]) if config is not None else 16
     multiple = int(config.size_multiple) if config is not None else 16
+    spatial_shape = tuple(image_zyx.shape[-3:])
     plan = plan_inference(
-        tuple(image_zyx.shape),  # type: ignore[arg-type]
+        spatial_shape,  # type: ignore[arg-type]
         first_level_channels=first_channels,
         size_multiple=multiple,
         device=device,
@@ -167,8 +169,9 @@ def run_network(
     )
     layout = memory_format(device, speed)
     network.to(device=device, memory_format=layout).eval()
-    batch = _decode_batch(mc, device, image_zyx.shape, first_channels, multiple, memory_fraction)
-    image = torch.from_numpy(np.ascontiguousarray(image_zyx, dtype=np.float32))[None, None]
+    batch = _decode_batch(mc, device, spatial_shape, first_channels, multiple, memory_fraction)
+    image = torch.from_numpy(np.ascontiguousarray(image_zyx, dtype=np.float32))
+    image = image[None, None] if image.ndim == 3 else image[None]
     with inference_context(device, speed):
         if plan.mode == "whole":
             raw = _whole(network, image, spacing_zyx_mm, device, layout, mc, batch, report, cancel)

@@ -14,6 +14,11 @@ loss by a jointly trained quality network with the OCM bound (``"qam"`` without 
 ``"distinct_cases": true`` so that a batch compares patches of different cases, and with
 ``"aligned_patches": true`` so that those patches show the same anatomy.
 
+A cascade's segmenter (stage 2) is trained with ``"stage": "segmenter"`` and a ``"cascade"``
+object (:class:`AutoCTVLib.training.segmenter_config.SegmenterSettings`); ``"augmentation"`` then
+holds :func:`AutoCTVLib.augment.segmenter_augmentation` options (each part switchable) and
+``"boundary_fraction"`` the share of patches centred on the CTV's surface.
+
 ``network`` holds :class:`AutoCTVLib.nn.NetworkConfig` fields (keys left out take that class's
 defaults, the plain U-Net; without a ``network`` key at all the thesis model is used) and
 ``preprocess`` holds :class:`AutoCTVLib.preprocess.PreprocessConfig` fields; both are validated
@@ -38,6 +43,7 @@ from AutoCTVLib.noisy.qam import DEFAULT_QAM_CHANNELS
 from AutoCTVLib.noisy.weighting import WEIGHTING_NAMES
 from AutoCTVLib.preprocess import PreprocessConfig
 from AutoCTVLib.training.schedule import LR_SCHEDULES
+from AutoCTVLib.training.segmenter_config import STAGES, SegmenterSettings
 
 MIXED_PRECISION = ("auto", "off", "bf16", "fp16")
 LOSS_NAMES = ("bce", "dice", "bce_dice")
@@ -94,6 +100,14 @@ class TrainConfig:
             offset from the label centroid, or same relative position), so that loss weighting
             compares labels of the same anatomy rather than patches holding more or less label;
             see :class:`AutoCTVLib.training.data.PatchSampler`.
+        stage: ``"single"`` (one network on the whole body crop) or ``"segmenter"`` (a cascade's
+            fine-grid stage 2, exported together with its locator as one cascade model).
+        cascade: :class:`~AutoCTVLib.training.segmenter_config.SegmenterSettings` fields (only
+            with ``stage`` ``"segmenter"``).
+        boundary_fraction: share of patches centred on a voxel of the label's surface (only
+            with ``stage`` ``"segmenter"``; the rest are centred on the CTV's box with jitter).
+        loader_workers: processes that prepare batches ahead of the training loop (0: the
+            training process draws each batch itself); the batches are the same either way.
     """
 
     iterations: int = 20000
@@ -124,6 +138,10 @@ class TrainConfig:
     qam_channels: tuple[int, ...] = DEFAULT_QAM_CHANNELS
     distinct_cases: bool = False
     aligned_patches: bool = False
+    stage: str = "single"
+    cascade: dict[str, Any] = field(default_factory=dict)
+    boundary_fraction: float = 0.0
+    loader_workers: int = 0
 
     def __post_init__(self) -> None:
         for name in ("iterations", "val_every", "log_every", "batch_size", "n_folds"):
@@ -172,6 +190,10 @@ class TrainConfig:
         for name in ("augment", "deterministic", "distinct_cases", "aligned_patches"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        workers = self.loader_workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"loader_workers must be a non-negative integer, got {workers!r}")
+        self._check_stage()
         # Validate the nested settings now, and store them in their canonical form.
         object.__setattr__(self, "network", self.network_config().to_dict())
         object.__setattr__(self, "preprocess", self.preprocess_config().to_dict())
@@ -207,6 +229,40 @@ class TrainConfig:
         for count in qam_channels:
             _positive_int("qam_channels entries", count)
         object.__setattr__(self, "qam_channels", qam_channels)
+
+    def _check_stage(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        fraction = self.boundary_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+            raise ValueError(f"boundary_fraction must be a number, got {fraction!r}")
+        if not 0.0 <= fraction <= 1.0 - float(self.foreground_fraction) + 1e-12:
+            raise ValueError(
+                f"boundary_fraction must be in [0, 1 - foreground_fraction], got {fraction}"
+            )
+        if not isinstance(self.cascade, dict):
+            raise ValueError("cascade must be a JSON object")
+        if self.stage == "single":
+            if self.cascade or fraction:
+                raise ValueError(
+                    'cascade and boundary_fraction need "stage": "segmenter" (a cascade stage 2)'
+                )
+            return
+        if self.loss_weighting != "none" or self.aligned_patches:
+            raise ValueError("a segmenter is trained without loss weighting or aligned patches")
+        settings = SegmenterSettings.from_dict(self.cascade)
+        inputs = 2 if settings.use_locator_probability else 1
+        if self.network_config().in_channels != inputs:
+            raise ValueError(
+                f"network.in_channels must be {inputs}: the segmenter takes the CT"
+                + (" and the locator's probability" if inputs == 2 else " alone")
+                + " (cascade.use_locator_probability)"
+            )
+        object.__setattr__(self, "cascade", settings.to_dict())
+
+    def segmenter_settings(self) -> SegmenterSettings:
+        """The ``cascade`` settings (stage ``"segmenter"`` only)."""
+        return SegmenterSettings.from_dict(self.cascade)
 
     def network_config(self) -> NetworkConfig:
         return NetworkConfig.from_dict(self.network)

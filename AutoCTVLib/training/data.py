@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from AutoCTVLib.augment import Sample
 from AutoCTVLib.errors import InputError
@@ -57,11 +58,14 @@ class TrainingCase:
 
     Attributes:
         case_id: the dataset's case id.
-        image: ``float32`` (z, y, x), windowed CT in [0, 1].
+        image: ``float32`` (z, y, x), windowed CT in [0, 1]; or (C, z, y, x) with more input
+            channels (the CT first, e.g. a cascade locator's probability second).
         label: ``uint8`` (z, y, x) 0/1, same grid.
         spacing_xyz_mm: the network grid's spacing (for distances in mm).
         foreground_zyx: (n, 3) ``int32`` indices of label voxels (at most 20 000, an evenly
             spaced subset) used to centre foreground patches.
+        boundary_zyx: (m, 3) ``int32`` indices of label voxels on the label's surface (at most
+            20 000), used to centre boundary patches.
     """
 
     case_id: str
@@ -69,6 +73,12 @@ class TrainingCase:
     label: np.ndarray
     spacing_xyz_mm: tuple[float, float, float]
     foreground_zyx: np.ndarray
+    boundary_zyx: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int32))
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        """The spatial size (z, y, x)."""
+        return tuple(int(n) for n in self.label.shape)  # type: ignore[return-value]
 
     @classmethod
     def from_arrays(
@@ -79,18 +89,21 @@ class TrainingCase:
         spacing_xyz_mm: Sequence[float],
     ) -> TrainingCase:
         """Build a case from network-grid arrays (tests and in-memory data use this)."""
-        if image.shape != label.shape or image.ndim != 3:
-            raise ValueError(f"image {image.shape} and label {label.shape} must be equal 3D shapes")
-        foreground = np.argwhere(label > 0).astype(np.int32)
-        if len(foreground) > _MAX_FOREGROUND_POINTS:
-            keep = np.linspace(0, len(foreground) - 1, _MAX_FOREGROUND_POINTS).astype(int)
-            foreground = foreground[keep]
+        if image.ndim not in (3, 4) or label.ndim != 3 or image.shape[-3:] != label.shape:
+            raise ValueError(
+                f"image {image.shape} ((z, y, x) or (C, z, y, x)) and label {label.shape} "
+                "must have equal 3D spatial shapes"
+            )
+        inside = label > 0
+        foreground = _subset(np.argwhere(inside).astype(np.int32))
+        surface = inside & ~ndimage.binary_erosion(inside)
         return cls(
             case_id=str(case_id),
             image=np.ascontiguousarray(image, dtype=np.float32),
             label=np.ascontiguousarray(label > 0, dtype=np.uint8),
             spacing_xyz_mm=tuple(float(s) for s in spacing_xyz_mm),
             foreground_zyx=foreground,
+            boundary_zyx=_subset(np.argwhere(surface).astype(np.int32)),
         )
 
 
@@ -122,6 +135,11 @@ def load_training_cases(
     return cases
 
 
+def _with_channel_axis(stacked: np.ndarray) -> np.ndarray:
+    """(N, z, y, x) → (N, 1, z, y, x); (N, C, z, y, x) is returned as it is."""
+    return stacked[:, None] if stacked.ndim == 4 else stacked
+
+
 @dataclass(frozen=True)
 class Batch:
     """A training batch of float32 (N, 1, z, y, x) tensors.
@@ -136,12 +154,22 @@ class Batch:
     case_ids: tuple[str, ...]
 
 
+def _subset(points: np.ndarray) -> np.ndarray:
+    """At most ``_MAX_FOREGROUND_POINTS`` evenly spaced rows of ``points``."""
+    if len(points) > _MAX_FOREGROUND_POINTS:
+        keep = np.linspace(0, len(points) - 1, _MAX_FOREGROUND_POINTS).astype(int)
+        return points[keep]
+    return points
+
+
 def _crop_or_pad(
     array: np.ndarray, start_zyx: Sequence[int], patch_zyx: Sequence[int], value: float
 ) -> np.ndarray:
-    window = tuple(slice(int(s), int(s) + int(p)) for s, p in zip(start_zyx, patch_zyx))
+    """The (…, z, y, x) patch at ``start_zyx`` (leading channel axes kept), padded to size."""
+    spatial = [slice(int(start_zyx[a]), int(start_zyx[a]) + int(patch_zyx[a])) for a in range(3)]
+    window = (Ellipsis, *spatial)
     part = array[window]
-    return pad_array(part, pad_widths_to_shape(part.shape, patch_zyx), value)
+    return pad_array(part, pad_widths_to_shape(part.shape[-3:], patch_zyx), value)
 
 
 def _patch_start(
@@ -178,6 +206,10 @@ class PatchSampler:
             default window).
         distinct_cases: draw the samples of a global batch from different cases (see the
             module docstring); ``False`` (default) draws each sample's case independently.
+        boundary_fraction: share of samples centred on a voxel of the label's surface (cascade
+            segmenter training; see :meth:`_cascade_start`).
+        centre_jitter_voxels: largest shift (z, y, x voxels) of a patch centred on the label's
+            bounding box (cascade segmenter training).
         aligned_patches: place all patches of a global batch alike (see the module docstring):
             foreground batches (share ``foreground_fraction``) centre each patch on its case's
             label centroid plus one shared offset of at most a quarter patch per axis; the
@@ -195,6 +227,8 @@ class PatchSampler:
         pad_value: float = 0.0,
         distinct_cases: bool = False,
         aligned_patches: bool = False,
+        boundary_fraction: float = 0.0,
+        centre_jitter_voxels: Sequence[int] | None = None,
     ) -> None:
         if not cases:
             raise InputError("there are no training cases")
@@ -217,6 +251,15 @@ class PatchSampler:
         self.pad_value = float(pad_value)
         self.distinct_cases = bool(distinct_cases)
         self.aligned_patches = bool(aligned_patches)
+        if not 0.0 <= boundary_fraction <= 1.0 - foreground_fraction + 1e-12:
+            raise ValueError(
+                "boundary_fraction must be in [0, 1 - foreground_fraction], got "
+                f"{boundary_fraction}"
+            )
+        self.boundary_fraction = float(boundary_fraction)
+        self.centre_jitter_voxels = (
+            None if centre_jitter_voxels is None else tuple(int(v) for v in centre_jitter_voxels)
+        )
         if self.distinct_cases and len(self.cases) < self.batch_size:
             logger.warning(
                 "%d training cases for batches of %d: some batches repeat a case",
@@ -249,9 +292,30 @@ class PatchSampler:
         foreground, offset, fraction = self.batch_plan(iteration)
         if foreground and len(case.foreground_zyx):
             centre = np.rint(case.foreground_zyx.mean(axis=0) + offset).astype(int)
-            return _patch_start(case.image.shape, self.patch_size_zyx, None, centre)
-        room = np.maximum(0, np.asarray(case.image.shape) - np.asarray(self.patch_size_zyx))
+            return _patch_start(case.shape_zyx, self.patch_size_zyx, None, centre)
+        room = np.maximum(0, np.asarray(case.shape_zyx) - np.asarray(self.patch_size_zyx))
         return [int(v) for v in np.rint(fraction * room)]
+
+    def _cascade_start(self, case: TrainingCase, rng: np.random.Generator) -> list[int]:
+        """Patch placement for a cascade's segmenter (``boundary_fraction`` or
+        ``centre_jitter_voxels`` set): a share ``boundary_fraction`` centred on a label-surface
+        voxel, a share ``foreground_fraction`` on a label voxel, the rest on the centre of the
+        label's bounding box shifted by up to ``centre_jitter_voxels`` per axis (the box the
+        locator would give, with its error); uniformly placed when the label is empty."""
+        assert self.patch_size_zyx is not None
+        draw = float(rng.random())
+        centre = None
+        if len(case.foreground_zyx):
+            if draw < self.boundary_fraction and len(case.boundary_zyx):
+                centre = case.boundary_zyx[int(rng.integers(len(case.boundary_zyx)))]
+            elif draw < self.boundary_fraction + self.foreground_fraction:
+                centre = case.foreground_zyx[int(rng.integers(len(case.foreground_zyx)))]
+            else:
+                points = case.foreground_zyx
+                middle = (points.min(axis=0) + points.max(axis=0)) / 2.0
+                jitter = np.asarray(self.centre_jitter_voxels or (0, 0, 0))
+                centre = np.rint(middle + rng.integers(-jitter, jitter + 1)).astype(int)
+        return _patch_start(case.shape_zyx, self.patch_size_zyx, rng, centre)
 
     def sample(
         self, iteration: int, sample_index: int
@@ -271,11 +335,13 @@ class PatchSampler:
         else:
             if self.aligned_patches:
                 start = self._aligned_start(case, iteration)
+            elif self.boundary_fraction > 0 or self.centre_jitter_voxels is not None:
+                start = self._cascade_start(case, rng)
             else:
                 centre = None
                 if wants_foreground and len(case.foreground_zyx):
                     centre = case.foreground_zyx[int(rng.integers(len(case.foreground_zyx)))]
-                start = _patch_start(case.image.shape, self.patch_size_zyx, rng, centre)
+                start = _patch_start(case.shape_zyx, self.patch_size_zyx, rng, centre)
             image = _crop_or_pad(case.image, start, self.patch_size_zyx, self.pad_value)
             label = _crop_or_pad(case.label, start, self.patch_size_zyx, 0)
         weight = None
@@ -284,11 +350,11 @@ class PatchSampler:
                 Sample(
                     image=np.array(image, dtype=np.float32),
                     label=np.array(label, dtype=np.uint8),
-                    weight=np.ones(image.shape, np.float32),
+                    weight=np.ones(label.shape, np.float32),
                 ),
                 rng,
             )
-            if not augmented.image.shape == augmented.label.shape == image.shape:
+            if not augmented.image.shape == image.shape or augmented.label.shape != label.shape:
                 raise ValueError("augmentation must keep the patch shape")
             image, label, weight = augmented.image, augmented.label, augmented.weight
         return case.case_id, image, label, weight
@@ -299,18 +365,18 @@ class PatchSampler:
             raise ValueError(f"rank {rank} is outside a world of {world_size}")
         first = rank * self.batch_size
         samples = [self.sample(iteration, s) for s in range(first, first + self.batch_size)]
-        target = np.max([image.shape for _, image, _, _ in samples], axis=0)
+        target = np.max([label.shape for _, _, label, _ in samples], axis=0)
         with_weight = any(weight is not None for *_, weight in samples)
         images, labels, weights = [], [], []
         for _, image, label, weight in samples:
-            widths = pad_widths_to_shape(image.shape, target)
+            widths = pad_widths_to_shape(label.shape, target)
             images.append(pad_array(np.asarray(image, np.float32), widths, self.pad_value))
             labels.append(pad_array(np.asarray(label, np.float32), widths, 0.0))
             if with_weight:
-                weight = np.ones(image.shape, np.float32) if weight is None else weight
+                weight = np.ones(label.shape, np.float32) if weight is None else weight
                 weights.append(pad_array(np.asarray(weight, np.float32), widths, 1.0))
         return Batch(
-            image=torch.from_numpy(np.stack(images)[:, None].copy()),
+            image=torch.from_numpy(_with_channel_axis(np.stack(images)).copy()),
             label=torch.from_numpy((np.stack(labels)[:, None] > 0.5).astype(np.float32)),
             weight=torch.from_numpy(np.stack(weights)[:, None].copy()) if with_weight else None,
             case_ids=tuple(case_id for case_id, *_ in samples),

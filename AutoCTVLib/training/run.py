@@ -36,6 +36,11 @@ from AutoCTVLib.training.config import TrainConfig
 from AutoCTVLib.training.data import Augment, LoadProgress, PatchSampler, load_training_cases
 from AutoCTVLib.training.distributed import DistributedContext, barrier
 from AutoCTVLib.training.hdf5_cases import list_case_ids
+from AutoCTVLib.training.segmenter_data import (
+    jitter_voxels,
+    load_locator,
+    load_segmenter_cases,
+)
 from AutoCTVLib.training.splits import fold_split
 from AutoCTVLib.training.trainer import (
     BEST,
@@ -78,12 +83,13 @@ def build_augmentation(config: TrainConfig) -> Augment | None:
     """The thesis augmentation with ``config.augmentation`` overrides, or ``None`` when off."""
     if not config.augment:
         return None
-    from AutoCTVLib.augment import thesis_augmentation
+    from AutoCTVLib.augment import segmenter_augmentation, thesis_augmentation
 
     options = dict(config.augmentation)
     options.setdefault("spacing_xyz_mm", config.preprocess_config().spacing_xyz_mm)
+    build = segmenter_augmentation if config.stage == "segmenter" else thesis_augmentation
     try:
-        return thesis_augmentation(**options)
+        return build(**options)
     except TypeError as error:
         raise InputError(f"unknown augmentation setting in the configuration ({error})") from error
 
@@ -153,9 +159,17 @@ def run_training(
         _write_json(run_dir / "split.json", split)
     preprocess_config = config.preprocess_config()
     all_ids = train_ids + validation_ids
-    cases = load_training_cases(
-        dataset_path, all_ids, preprocess_config, config.label_name, load_progress
-    )
+    jitter = None
+    if config.stage == "segmenter":
+        settings = config.segmenter_settings()
+        cases = load_segmenter_cases(
+            dataset_path, all_ids, preprocess_config, settings, config.label_name, load_progress
+        )
+        jitter = jitter_voxels(settings, preprocess_config)
+    else:
+        cases = load_training_cases(
+            dataset_path, all_ids, preprocess_config, config.label_name, load_progress
+        )
     by_id = {case.case_id: case for case in cases}
     sampler = PatchSampler(
         [by_id[i] for i in train_ids],
@@ -166,7 +180,15 @@ def run_training(
         seed=config.seed,
         distinct_cases=config.distinct_cases,
         aligned_patches=config.aligned_patches,
+        boundary_fraction=config.boundary_fraction,
+        centre_jitter_voxels=jitter,
     )
+    if config.loader_workers:
+        from AutoCTVLib.training.prefetch import PrefetchingSampler
+
+        sampler = PrefetchingSampler(  # type: ignore[assignment]
+            sampler, config.loader_workers, 2 * config.loader_workers, config.iterations
+        )
     network_config = config.network_config()
     model = build_network(network_config, seed=config.seed)
     trainer = Trainer(
@@ -181,7 +203,11 @@ def run_training(
         context=context,
         run_dir=run_dir,
     )
-    result = trainer.fit(resume=resume, cancel=cancel)
+    try:
+        result = trainer.fit(resume=resume, cancel=cancel)
+    finally:
+        if config.loader_workers:
+            sampler.close()  # type: ignore[attr-defined]
     if weight_hash_dir is not None:
         folder = Path(weight_hash_dir)
         folder.mkdir(parents=True, exist_ok=True)
@@ -213,6 +239,42 @@ def _loss_weighting_summary(config: TrainConfig) -> dict[str, Any]:
     summary["distinct_cases"] = config.distinct_cases
     summary["aligned_patches"] = config.aligned_patches
     return summary
+
+
+def _save_as_cascade(
+    segmenter: torch.nn.Module, card: ModelCard, config: TrainConfig, path_stem: Path
+) -> ModelCard:
+    """Pair the trained segmenter with its locator and write both as one cascade model."""
+    from AutoCTVLib.models.cascade_card import CropSettings
+    from AutoCTVLib.models.cascade_file import cascade_card, save_cascade
+    from AutoCTVLib.preprocess import PreprocessConfig
+
+    settings = config.segmenter_settings()
+    locator, locator_card = load_locator(settings)
+    training_data = dict(card.training_data) if isinstance(card.training_data, dict) else {}
+    training_data["locator"] = {
+        "name": locator_card.name,
+        "version": locator_card.version,
+        "weights_sha256": locator_card.weights_sha256,
+    }
+    training_data["segmenter_crops"] = (
+        f"fine-grid crops around the reference CTV grown by {settings.margin_mm:g} mm margin + "
+        f"{settings.jitter_mm:g} mm jitter; patches centred on the CTV box shifted by up to "
+        f"{settings.jitter_mm:g} mm, on its surface ({config.boundary_fraction:g}) or on a CTV "
+        f"voxel ({config.foreground_fraction:g})"
+    )
+    metrics = dict(card.metrics)
+    metrics["grid"] = "segmenter grid, crop around the reference CTV (margin + jitter) per case"
+    base = card.replace(training_data=training_data, metrics=metrics)
+    full = cascade_card(
+        base,
+        locator,
+        PreprocessConfig.from_dict(dict(locator_card.preprocessing)),
+        segmenter,
+        config.preprocess_config(),
+        CropSettings(margin_mm=settings.margin_mm, threshold=settings.threshold),
+    )
+    return save_cascade((locator, segmenter), full, path_stem)
 
 
 def _export_best(
@@ -273,7 +335,10 @@ def _export_best(
         intended_use="CTV contouring on planning CT; research use, review every contour",
         disclaimer="not validated for clinical use",
     )
-    written = save_model(network, card, run_dir / MODEL_STEM)
+    if config.stage == "segmenter":
+        written = _save_as_cascade(network, card, config, run_dir / MODEL_STEM)
+    else:
+        written = save_model(network, card, run_dir / MODEL_STEM)
     model_path = run_dir / f"{MODEL_STEM}.safetensors"
     logger.info(
         "exported the model of iteration %s to %s", best_state["best_iteration"], model_path

@@ -404,7 +404,8 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         try:
-            image = torch.from_numpy(case.image)[None, None].to(self.device)
+            image = torch.from_numpy(case.image)
+            image = (image[None, None] if image.ndim == 3 else image[None]).to(self.device)
             with self._autocast():
                 logits = self.model(image)
             probability = torch.sigmoid(logits.float())[0, 0]
