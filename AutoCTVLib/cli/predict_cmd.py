@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from AutoCTVLib.errors import InputError, OutputError
+from AutoCTVLib.errors import InputError
 
 if TYPE_CHECKING:
     from AutoCTVLib.io.ct_reader import LoadedCT
@@ -193,7 +193,7 @@ def run_batch_command(args: argparse.Namespace, thp_status: str) -> int:
         write_summary,
     )
     from AutoCTVLib.models.bundled import resolve_model_path
-    from AutoCTVLib.predict.outputs import check_folder_writable, parse_formats
+    from AutoCTVLib.predict.outputs import check_output_folder, parse_formats
 
     if args.series_uid is not None:
         raise InputError(
@@ -203,14 +203,7 @@ def run_batch_command(args: argparse.Namespace, thp_status: str) -> int:
     parse_formats(args.format)
     resolve_model_path(args.model)
     out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"{out_dir} exists and is not a folder; choose another -o/--out")
-    if not out_dir.exists() and not out_dir.parent.is_dir():
-        raise OutputError(
-            f"cannot create {out_dir}: folder {out_dir.parent} does not exist; create it or "
-            "choose another -o/--out"
-        )
-    check_folder_writable(out_dir if out_dir.exists() else out_dir.parent)
+    check_output_folder(out_dir)
     cases = collect_cases(args.inputs, args.batch)
     rows = run_batch(cases, out_dir, _job_options(args, thp_status))
     summary_path = write_summary(rows, out_dir / SUMMARY_NAME)

@@ -175,14 +175,7 @@ def check_destination(
             that fixes it).
     """
     out_dir = Path(request.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"{out_dir} exists and is not a folder; choose another -o/--out")
-    if not out_dir.exists() and not out_dir.parent.is_dir():
-        raise OutputError(
-            f"cannot create {out_dir}: folder {out_dir.parent} does not exist; create it or "
-            "choose another -o/--out"
-        )
-    check_folder_writable(out_dir if out_dir.exists() else out_dir.parent)
+    check_output_folder(out_dir)
     if not request.overwrite:
         existing = [
             path.name for path in request.planned(with_uncertainty).values() if path.exists()
@@ -200,6 +193,22 @@ def check_destination(
                 f"{ct_dir} already exists; remove it or choose another -o/--out "
                 "(a DICOM series is never overwritten, not even with --overwrite)"
             )
+
+
+def check_output_folder(out_dir: Path) -> None:
+    """Check that ``out_dir`` is a writable folder, or can be created as one.
+
+    Raises:
+        OutputError: it is a file, its parent folder is missing, or it cannot be written.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir} exists and is not a folder; choose another -o/--out")
+    if not out_dir.exists() and not out_dir.parent.is_dir():
+        raise OutputError(
+            f"cannot create {out_dir}: folder {out_dir.parent} does not exist; create it or "
+            "choose another -o/--out"
+        )
+    check_folder_writable(out_dir if out_dir.exists() else out_dir.parent)
 
 
 def check_folder_writable(folder: Path) -> None:
