@@ -12,6 +12,7 @@ issue reports (SOP class, SOP instance, series and study UIDs present but empty)
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -86,16 +87,18 @@ def test_real_ge_series_anonymised_to_jpeg2000_with_blank_uids_reads_the_same(
     assert loaded.identity.summary()["input_uids_generated"] is True
 
 
-def test_real_jpeg2000_ct_image_stacked_into_a_series_reads_like_gdcm(tmp_path: Path) -> None:
+def real_jpeg2000_series(folder: Path, slices: int = 3) -> Path:
+    """A series of ``slices`` copies of pydicom's real anonymised JPEG 2000 head CT image, 5 mm
+    apart along its normal, each keeping the scanner's code stream, then anonymised the way the
+    issue's archive was (SOP class/instance, series and study UIDs present but empty)."""
     source = Path(get_testdata_file("693_J2KI.dcm"))
     template = pydicom.dcmread(source)
     assert template.file_meta.TransferSyntaxUID == pydicom.uid.JPEG2000
-    folder = tmp_path / "j2k"
     folder.mkdir()
     orientation = np.asarray([float(v) for v in template.ImageOrientationPatient])
     normal = np.cross(orientation[:3], orientation[3:])
     start = np.asarray([float(v) for v in template.ImagePositionPatient])
-    for k in range(3):
+    for k in range(slices):
         copy = pydicom.dcmread(source)
         copy.ImagePositionPatient = [round(float(v), 4) for v in start + 5.0 * k * normal]
         copy.InstanceNumber = k + 1
@@ -103,7 +106,13 @@ def test_real_jpeg2000_ct_image_stacked_into_a_series_reads_like_gdcm(tmp_path: 
         copy.SOPInstanceUID = uid
         copy.file_meta.MediaStorageSOPInstanceUID = uid
         save_keeping_meta(copy, folder / f"IM{k}")
-    blank_uids(folder)  # and anonymise the way the issue's archive did
+    blank_uids(folder)
+    return folder
+
+
+def test_real_jpeg2000_ct_image_stacked_into_a_series_reads_like_gdcm(tmp_path: Path) -> None:
+    source = Path(get_testdata_file("693_J2KI.dcm"))
+    folder = real_jpeg2000_series(tmp_path / "j2k")
     loaded = read_ct(folder)
     assert loaded.volume.geometry.shape_zyx == (3, 512, 512)
     single = sitk.Cast(sitk.ReadImage(str(source)), sitk.sitkFloat32)
@@ -142,3 +151,25 @@ def test_dcm2niix_reads_the_scanner_style_export_like_autoctv(tmp_path: Path) ->
     reference = ours.geometry.to_sitk_reference(sitk.sitkFloat32)
     resampled = sitk.Resample(theirs, reference, sitk.Transform(), sitk.sitkNearestNeighbor, -9999)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(resampled), ours.array)
+
+
+def test_real_anonymised_jpeg2000_series_is_contoured_on_its_own_grid(tmp_path: Path) -> None:
+    """``autoctv predict`` on the real scanner's anonymised JPEG 2000 series: exit 0, outputs on
+    the input's own grid, an RTSTRUCT that references the UIDs the reader generated."""
+    pytest.importorskip("torch", reason="contouring needs torch (the I/O stacks have none)")
+    from AutoCTVLib.cli.main import main as cli
+    from AutoCTVLib.io.image_files import read_labelmap
+
+    folder = real_jpeg2000_series(tmp_path / "j2k", slices=12)
+    out = tmp_path / "out"
+    code = cli(["predict", str(folder), "-o", str(out), "--format", "nifti,rtstruct"])
+    assert code == 0
+    loaded = read_ct(folder)
+    label = read_labelmap(out / "ctv.nii.gz")
+    assert label.geometry.is_close(loaded.volume.geometry, atol_mm=1e-3)
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["input"]["input_uids_generated"] is True
+    rtstruct = pydicom.dcmread(out / "rtstruct.dcm")
+    referenced = rtstruct.ReferencedFrameOfReferenceSequence[0]
+    series = referenced.RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
+    assert series.SeriesInstanceUID == loaded.identity.series_instance_uid != ""
