@@ -11,12 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
 
+from AutoCTVLib.augment.affine import LABEL_INTERPOLATIONS, resample_sample
 from AutoCTVLib.augment.base import RandomTransform, check_probability
-from AutoCTVLib.augment.sample import Sample, per_channel
-
-LABEL_INTERPOLATIONS = ("linear_threshold", "nearest")
+from AutoCTVLib.augment.sample import Sample
 
 
 def _axis_rotation(angle_deg: float, plane: tuple[int, int]) -> np.ndarray:
@@ -90,26 +88,7 @@ def rotate(
         return sample
     matrix, offset = _index_transform(angles_deg, sample.spatial_shape, spacing_zyx)
 
-    def resample(array: np.ndarray, order: int, mode: str) -> np.ndarray:
-        return ndimage.affine_transform(
-            array, matrix, offset=offset, order=order, mode=mode, cval=0.0, prefilter=False
-        )
-
-    image = per_channel(
-        sample.image.astype(np.float32, copy=False), dims, lambda a: resample(a, 1, "nearest")
-    )
-    label = None
-    if sample.label is not None:
-        if label_interpolation == "nearest":
-            label = per_channel(sample.label, dims, lambda a: resample(a, 0, "constant"))
-        else:
-            as_float = sample.label.astype(np.float32)
-            smooth = per_channel(as_float, dims, lambda a: resample(a, 1, "constant"))
-            label = (smooth >= 0.5).astype(sample.label.dtype)
-    weight = None
-    if sample.weight is not None:
-        weight = per_channel(sample.weight, dims, lambda a: resample(a, 0, "constant"))
-    return sample.replace(image=image, label=label, weight=weight)
+    return resample_sample(sample, matrix, offset, label_interpolation)
 
 
 class RandomRotation(RandomTransform):

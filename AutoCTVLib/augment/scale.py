@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
 
+from AutoCTVLib.augment.affine import resample_sample
 from AutoCTVLib.augment.base import RandomTransform, check_probability
-from AutoCTVLib.augment.sample import Sample, per_channel
+from AutoCTVLib.augment.sample import Sample
 
 
 def scale(sample: Sample, factor: float) -> Sample:
@@ -32,24 +32,7 @@ def scale(sample: Sample, factor: float) -> Sample:
     centre = (np.asarray(sample.spatial_shape, dtype=float) - 1.0) / 2.0
     offset = centre - matrix @ centre
 
-    def resample(array: np.ndarray, order: int, mode: str) -> np.ndarray:
-        return ndimage.affine_transform(
-            array, matrix, offset=offset, order=order, mode=mode, cval=0.0, prefilter=False
-        )
-
-    image = per_channel(
-        sample.image.astype(np.float32, copy=False), dims, lambda a: resample(a, 1, "nearest")
-    )
-    label = None
-    if sample.label is not None:
-        smooth = per_channel(
-            sample.label.astype(np.float32), dims, lambda a: resample(a, 1, "constant")
-        )
-        label = (smooth >= 0.5).astype(sample.label.dtype)
-    weight = None
-    if sample.weight is not None:
-        weight = per_channel(sample.weight, dims, lambda a: resample(a, 0, "constant"))
-    return sample.replace(image=image, label=label, weight=weight)
+    return resample_sample(sample, matrix, offset)
 
 
 class RandomScale(RandomTransform):
