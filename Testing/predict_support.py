@@ -155,3 +155,21 @@ def make_tiny_cascade(
     directory.mkdir(parents=True, exist_ok=True)
     save_cascade((locator, segmenter), card, directory / name)
     return directory / f"{name}.safetensors"
+
+
+def predict_command(files: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    """``autoctv predict`` arguments for ``files["ct"]`` with the tiny ``files["model"]`` on one
+    CPU thread, writing to ``out``; ``extra`` arguments follow."""
+    return [
+        "predict",
+        str(files["ct"]),
+        "-o",
+        str(out),
+        "--model",
+        str(files["model"]),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        *extra,
+    ]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from predict_support import make_tiny_model, tiny_phantom
+from predict_support import make_tiny_model, predict_command, tiny_phantom
 
 from AutoCTVLib.cli.main import main as cli
 from AutoCTVLib.io.image_files import write_float_map, write_labelmap
@@ -41,21 +41,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def predict(files: dict[str, Path], out: Path, *extra: str) -> list[str]:
-    return [
-        "predict",
-        str(files["ct"]),
-        "-o",
-        str(out),
-        "--model",
-        str(files["model"]),
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--progress",
-        "none",
-        *extra,
-    ]
+    return predict_command(files, out, "--progress", "none", *extra)
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:

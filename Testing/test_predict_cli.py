@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from predict_support import make_tiny_model, tiny_phantom
+from predict_support import make_tiny_model, predict_command, tiny_phantom
 
 from AutoCTVLib.cli.main import main as cli
 from AutoCTVLib.io.image_files import write_float_map
@@ -33,19 +33,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def predict_args(files: dict[str, Path], out: Path, *extra: str) -> list[str]:
-    return [
-        "predict",
-        str(files["ct"]),
-        "-o",
-        str(out),
-        "--model",
-        str(files["model"]),
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        *extra,
-    ]
+    return predict_command(files, out, *extra)
 
 
 def test_json_progress_stream_and_report(files: dict[str, Path], capsys) -> None:
