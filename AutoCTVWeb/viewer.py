@@ -330,7 +330,12 @@ class CaseViewer:
             return
         label = current_label(self.case)
         kinds = write_edited_outputs(
-            self.store.case_dir(record.id), record.input_path, record.series_uid, label
+            self.store.case_dir(record.id),
+            record.input_path,
+            record.series_uid,
+            label,
+            model_name=record.model_name,
+            model_version=record.model_version,
         )
         state.message = f"Edited contour saved ({', '.join(kinds)}); downloads now give it."
 
