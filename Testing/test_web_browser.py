@@ -261,9 +261,21 @@ def test_viewer_shows_no_case_before_the_token(files: dict[str, Path]):
             page.wait_for_function(
                 "document.querySelector('#viewer-message').textContent.includes('wrong')"
             )
+            assert page.locator("#refresh-cases").count() == 0
+            # the viewer's websocket itself checks the token: a page that skips the form
+            # with a wrong key is refused and gets no controls and no case
+            page.goto(locked.base + "/?secret=wrong-token-of-some-length")
+            page.wait_for_timeout(3000)
+            assert page.locator("#slice-label").count() == 0
+            assert page.locator("#refresh-cases").count() == 0
             assert page.locator(f"#case-{case_id}").count() == 0
+            page.goto(locked.base + "/?token=" + token)  # as the cases page takes it
+            page.click("#refresh-cases")
+            page.locator(f"#case-{case_id}").wait_for()
+            page.goto(locked.base + "/")
             page.fill("#token-field", token)
             page.click("#token-button")
+            page.click("#refresh-cases")
             page.locator(f"#case-{case_id}").wait_for()
 
             page.once("dialog", lambda dialog: dialog.accept(token))
