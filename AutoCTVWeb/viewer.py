@@ -27,7 +27,7 @@ from .store import CaseStore
 logger = logging.getLogger(__name__)
 
 AUTOPLAY_PERIOD_S = 0.25
-LAYOUTS = ("Quad View", "Axial Only", "Axial Primary", "3D Only")
+LAYOUTS = ("Quad View", "Axial Only", "Axial Primary", "3D Only", "Side by side")
 
 
 class CaseViewer:
@@ -47,6 +47,9 @@ class CaseViewer:
         register_rca_factories(self.app.view_manager, server)
         self.layout_manager = LayoutManager(self.app.scene, self.app.view_manager, server)
         self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
+        from .viewer_compare import SIDE_BY_SIDE, side_by_side_layout
+
+        self.layout_manager.register_layout(SIDE_BY_SIDE, side_by_side_layout())
         self.undo_stack = UndoStack(undo_limit=20)
         self.app.segmentation_editor.set_undo_stack(self.undo_stack)
         self.case: Any = None
@@ -82,6 +85,7 @@ class CaseViewer:
                 "dice_all": None,
                 "edit_tool": "none",
                 "loaded": False,
+                "compare_title": "",
             }
         )
         state.change("layout_id")(self._on_layout)
@@ -144,7 +148,7 @@ class CaseViewer:
         ]
 
     def load_case(self, case_id: str | None = None) -> None:
-        from AutoCTVSlicerLib.heat_map import show_heat_map
+        from AutoCTVSlicerLib.heat_map import jump_to_slice, show_heat_map
 
         from .viewer_scene import load_case
 
@@ -190,13 +194,31 @@ class CaseViewer:
         state.k_max = self.case.slices - 1
         state.k = self.case.slices // 2
         state.message = ""
-        self._on_slice(state.k)
+        jump_to_slice(self.case.ct_node, int(state.k))  # centre every view once
+        self._apply_compare()
+        self._update_dice(int(state.k))
 
     # -- views -----------------------------------------------------------------------------
 
     def _on_layout(self, layout_id: str, **_: Any) -> None:
         if layout_id in LAYOUTS:
             self.layout_manager.set_layout(layout_id)
+            self._apply_compare()
+
+    def _apply_compare(self) -> None:
+        """Side by side: current CTV left, reference (or the model before edits) right."""
+        from .viewer_compare import SIDE_BY_SIDE, apply_compare
+        from .viewer_scene import move_axial_views
+
+        state = self.server.state
+        if self.case is None:
+            state.compare_title = ""
+            return
+        side_by_side = state.layout_id == SIDE_BY_SIDE
+        if side_by_side:  # the compare view is made on first use: give it the CT and the slice
+            self.app.display_manager.show_volume_in_slice_background(self.case.ct_node)
+            move_axial_views(self.case.ct_node, int(state.k))
+        state.compare_title = apply_compare(self.case, side_by_side, bool(state.show_reference))
 
     def window_preset(self, name: str) -> None:
         from trame_slicer.core.volume_window_level import VolumeWindowLevel
@@ -209,12 +231,13 @@ class CaseViewer:
         VolumeWindowLevel.set_volume_node_window_level(self.case.ct_node, window, level)
 
     def _on_slice(self, k: Any, **_: Any) -> None:
-        from AutoCTVSlicerLib.heat_map import jump_to_slice
+        """A slice change moves (and so re-renders) only the axial view."""
+        from .viewer_scene import move_axial_views
 
         if self.case is None:
             return
         k = int(min(max(int(k), 0), self.case.slices - 1))
-        jump_to_slice(self.case.ct_node, k)
+        move_axial_views(self.case.ct_node, k)
         self._update_dice(k)
 
     def _on_edit(self, *_: Any) -> None:
@@ -241,7 +264,7 @@ class CaseViewer:
 
     def _on_show_reference(self, show_reference: bool, **_: Any) -> None:
         if self.case is not None and self.case.reference_node is not None:
-            self.case.reference_node.SetDisplayVisibility(bool(show_reference))
+            self._apply_compare()
 
     def step(self, delta: int) -> None:
         state = self.server.state
@@ -393,6 +416,12 @@ class CaseViewer:
                                     classes="ma-1",
                                     click=(self.window_preset, f"['{name}']"),
                                 )
+                        html.Div(
+                            "{{ compare_title }}",
+                            v_if="compare_title",
+                            id="compare-title",
+                            classes="text-caption",
+                        )
                         html.Div("Axial slice {{ k }} / {{ k_max }}", id="slice-label")
                         v.VSlider(
                             v_model=("k",),

@@ -11,6 +11,7 @@ leaves no case and no file behind.
 
 from __future__ import annotations
 
+import io
 import re
 import time
 import zipfile
@@ -110,6 +111,15 @@ def slice_label(page: Any) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def green_pixels(png_bytes: bytes) -> int:
+    """How many pixels of a screenshot have the reference CTV's green fill or outline."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png_bytes)).convert("RGB")).astype(int)
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return int(((green > 90) & (green > red + 40) & (green > blue + 30)).sum())
+
+
 def dice_text(page: Any) -> str:
     return page.inner_text("#dice-label").rsplit(":", 1)[-1].strip()
 
@@ -165,6 +175,16 @@ def test_upload_view_play_edit_download(server: WebServer, files: dict[str, Path
         assert drawn and empty < 50, empty
         overall = page.inner_text("#dice-reference-all").rsplit(":", 1)[-1].strip()
         assert 0.5 < float(overall) <= 1.0, overall  # the model against the phantom's CTV
+        # side by side: current CTV (orange) left, the uploaded reference (green) right
+        page.click("#layout-4")
+        page.locator("#compare-title").wait_for()
+        views = page.locator(".remote-controlled-area")
+        wait_for(lambda: views.count() == 2, 20, "two views side by side")
+        wait_for(lambda: green_pixels(views.nth(1).screenshot()) > 100, 30, "the reference")
+        assert ctv_pixels(views.nth(0).screenshot()) > 100
+        assert ctv_pixels(views.nth(1).screenshot()) < 20  # the CTV is not drawn on the right
+        assert green_pixels(views.nth(0).screenshot()) < 20
+        page.click("#layout-1")  # back to axial only, overlaid
         page.uncheck("#show-reference")
 
         periods = [measure_autoplay(page)]
