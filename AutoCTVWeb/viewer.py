@@ -8,10 +8,13 @@ a play/pause auto-play every 250 ms, heat-map opacity, the review list (a click 
 per-slice Dice of the current (edited) CTV against the model's, and paint / erase / scissors
 with undo through trame-slicer's segment editor.
 
-With an access token set, nothing of a case reaches the page before the token was entered
-in the page and checked on the server. The viewer is one shared session (trame's state is
-shared by the pages connected to it): a newly connected page locks it again, and the scene is
-cleared, until the token is entered there.
+Layouts include "Side by side" (:mod:`.viewer_compare`); "New structure" / "Complete" run
+sparse-slice completion (:mod:`.viewer_completion`). A slice change moves only the axial
+views, so only they re-render.
+
+With an access token set, the websocket itself is checked on connect (:mod:`.viewer_gate`),
+so every page connected here has the token and the viewer keeps no lock of its own (the
+in-page token field stays for a server started without the gate, e.g. in tests).
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ from .store import CaseStore
 logger = logging.getLogger(__name__)
 
 AUTOPLAY_PERIOD_S = 0.25
+VIEW_FPS = 60.0
+#: JPEG quality of every streamed frame. trame-rca's default sends a quality-50 frame and then,
+#: 5 frame periods later, renders the view again for a quality-90 frame; that second render
+#: runs on the server's event loop and held back the first frame's delivery (and competed for
+#: the CPU with the next slice change). One render per change at the still quality instead.
+STILL_QUALITY = 90
 LAYOUTS = ("Quad View", "Axial Only", "Axial Primary", "3D Only", "Side by side")
 
 
@@ -44,7 +53,17 @@ class CaseViewer:
         self.token = token
         self.app = SlicerApp()
         slicer.mrmlScene = self.app.scene
-        register_rca_factories(self.app.view_manager, server)
+        # The views stream at 60 frames/s whether or not the pointer is over them (trame-slicer's
+        # default drops a view the pointer is not over to 10/s, and its scheduler only looks for
+        # a new request once per frame period: up to 100 ms added to a slice change made with
+        # the slider or the buttons).
+        register_rca_factories(
+            self.app.view_manager,
+            server,
+            target_fps=VIEW_FPS,
+            blur_fps=VIEW_FPS,
+            interactive_quality=STILL_QUALITY,
+        )
         self.layout_manager = LayoutManager(self.app.scene, self.app.view_manager, server)
         self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
         from .viewer_compare import SIDE_BY_SIDE, side_by_side_layout
@@ -53,6 +72,7 @@ class CaseViewer:
         self.undo_stack = UndoStack(undo_limit=20)
         self.app.segmentation_editor.set_undo_stack(self.undo_stack)
         self.case: Any = None
+        self._structures = 0  # structures added for sparse-slice completion
         # server-side only: a client can change any state variable, so access never depends
         # on state.token_ok (which only drives the page)
         self._unlocked = not token
@@ -86,6 +106,7 @@ class CaseViewer:
                 "edit_tool": "none",
                 "loaded": False,
                 "compare_title": "",
+                "structure_id": "",
             }
         )
         state.change("layout_id")(self._on_layout)
@@ -104,6 +125,8 @@ class CaseViewer:
         controller.jump_to_ctv = self.jump_to_ctv
         controller.undo = self.undo
         controller.save_edits = self.save_edits
+        controller.new_structure = self.new_structure
+        controller.complete_structure = self.complete_structure
         controller.on_client_connected.add(self._on_client_connected)
         self._build_ui()
         self.layout_manager.set_layout("Quad View")
@@ -186,6 +209,7 @@ class CaseViewer:
         state.review = self.case.review
         state.has_reference = self.case.reference_zyx is not None
         state.dice_reference_all = None
+        state.structure_id = ""
         if self.case.reference_zyx is not None:
             from .viewer_scene import volume_dice
 
@@ -338,6 +362,44 @@ class CaseViewer:
             self.undo_stack.undo()
         if self.case is not None:
             self._update_dice(int(self.server.state.k))
+
+    def new_structure(self) -> None:
+        """Add an empty structure segment to paint on a few slices (then "Complete")."""
+        from .viewer_completion import add_structure
+
+        state = self.server.state
+        if self.case is None or not self._allowed():
+            return
+        self._structures += 1
+        state.structure_id = add_structure(self.app.segmentation_editor, self._structures)
+        state.edit_tool = "paint"
+        state.message = (
+            f"Structure {self._structures}: paint it on a few axial slices, then Complete."
+        )
+
+    def complete_structure(self) -> None:
+        """Complete the structure being drawn (interpolation between its drawn slices)."""
+        from AutoCTVLib.errors import AutoCTVError
+
+        from .viewer_completion import complete_structure
+
+        state = self.server.state
+        if self.case is None or not self._allowed() or not state.structure_id:
+            state.message = "add a structure with New structure and draw it first"
+            return
+        state.edit_tool = "none"
+        try:
+            slices, seconds = complete_structure(self.case, state.structure_id)
+        except AutoCTVError as error:
+            state.message = f"completion failed: {error}"
+            return
+        state.message = (
+            f"Structure completed from {slices} drawn slices (interpolate, {seconds:.1f} s)."
+        )
+        # further painting goes to the CTV again
+        ctv = self.case.segmentation_node.GetSegmentation().GetNthSegmentID(0)
+        self.app.segmentation_editor.set_active_segment_id(ctv)
+        state.structure_id = ""
 
     def save_edits(self) -> None:
         """Write the current CTV as the case's edited contour (downloads then give it)."""
@@ -505,6 +567,21 @@ class CaseViewer:
                             v.VBtn("erase", value="erase")
                             v.VBtn("scissors", value="scissors")
                         v.VBtn("Undo", size="small", click=self.undo, id="undo-button")
+                        html.Div("Sparse-slice completion", classes="mt-2")
+                        v.VBtn(
+                            "New structure",
+                            size="small",
+                            click=self.new_structure,
+                            id="new-structure",
+                        )
+                        v.VBtn(
+                            "Complete",
+                            size="small",
+                            click=self.complete_structure,
+                            id="complete-structure",
+                            disabled=("!structure_id",),
+                            classes="ml-2",
+                        )
                         v.VBtn(
                             "Save edited contour",
                             size="small",

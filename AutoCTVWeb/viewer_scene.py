@@ -56,6 +56,7 @@ class LoadedCase:
     reference_node: Any | None = None
     reference_zyx: np.ndarray | None = None
     before_edit_node: Any | None = None  # side-by-side compare, made when first needed
+    ct_volume: Any | None = None  # the CT as the library's Volume (sparse-slice completion)
 
 
 def load_case(scene: Any, case_dir: Path, input_path: str, series_uid: str = "") -> LoadedCase:
@@ -105,6 +106,7 @@ def load_case(scene: Any, case_dir: Path, input_path: str, series_uid: str = "")
     return LoadedCase(
         reference_node=reference_node,
         reference_zyx=reference,
+        ct_volume=ct,
         case_id=case_dir.name,
         ct_node=ct_node,
         segmentation_node=segmentation_node,

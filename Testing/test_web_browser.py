@@ -120,6 +120,30 @@ def green_pixels(png_bytes: bytes) -> int:
     return int(((green > 90) & (green > red + 40) & (green > blue + 30)).sum())
 
 
+def blue_pixels(png_bytes: bytes) -> int:
+    """How many pixels of a screenshot have the completed structure's light blue."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png_bytes)).convert("RGB")).astype(int)
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return int(((blue > 120) & (blue > red + 60) & (green > red + 20)).sum())
+
+
+def paint_stroke(page: Any, view: Any) -> None:
+    """A short horizontal paint stroke across the view, at a hand's pace."""
+    box = view.bounding_box()
+    x0, y = box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.35
+    page.mouse.move(x0, y)
+    time.sleep(0.3)  # the view streams pointer events to the server: move at a hand's pace
+    page.mouse.down()
+    time.sleep(0.3)
+    for step in range(1, 21):
+        page.mouse.move(x0 + step * box["width"] * 0.01, y)
+        time.sleep(0.05)
+    page.mouse.up()
+    time.sleep(0.5)
+
+
 def dice_text(page: Any) -> str:
     return page.inner_text("#dice-label").rsplit(":", 1)[-1].strip()
 
@@ -175,16 +199,6 @@ def test_upload_view_play_edit_download(server: WebServer, files: dict[str, Path
         assert drawn and empty < 50, empty
         overall = page.inner_text("#dice-reference-all").rsplit(":", 1)[-1].strip()
         assert 0.5 < float(overall) <= 1.0, overall  # the model against the phantom's CTV
-        # side by side: current CTV (orange) left, the uploaded reference (green) right
-        page.click("#layout-4")
-        page.locator("#compare-title").wait_for()
-        views = page.locator(".remote-controlled-area")
-        wait_for(lambda: views.count() == 2, 20, "two views side by side")
-        wait_for(lambda: green_pixels(views.nth(1).screenshot()) > 100, 30, "the reference")
-        assert ctv_pixels(views.nth(0).screenshot()) > 100
-        assert ctv_pixels(views.nth(1).screenshot()) < 20  # the CTV is not drawn on the right
-        assert green_pixels(views.nth(0).screenshot()) < 20
-        page.click("#layout-1")  # back to axial only, overlaid
         page.uncheck("#show-reference")
 
         periods = [measure_autoplay(page)]
@@ -212,8 +226,42 @@ def test_upload_view_play_edit_download(server: WebServer, files: dict[str, Path
         assert edited
         page.click("#undo-button")
         wait_for(lambda: dice_text(page) == "1", 20, "undo")
+
+        # sparse-slice completion: a structure drawn on two slices four apart, completed
+        k_first = slice_label(page)[0]
+        page.click("#new-structure")
+        page.wait_for_function(
+            "document.querySelector('#viewer-message').textContent.includes('Structure 1')"
+        )
+        for k in (k_first, k_first + 4):
+            while slice_label(page)[0] < k:
+                page.click("#next")
+                time.sleep(0.2)
+            time.sleep(0.5)
+            paint_stroke(page, view)
+        page.click("#complete-structure")
+        wait_for(
+            lambda: "completed from 2 drawn slices" in page.inner_text("#viewer-message"),
+            60,
+            "the completion",
+        )
+        page.click("#prev")
+        page.click("#prev")  # a slice between the two drawn ones now holds the structure
+        wait_for(lambda: slice_label(page)[0] == k_first + 2, 20, "the middle slice")
+        wait_for(lambda: blue_pixels(view.screenshot()) > 30, 20, "the completed structure")
         page.click("#save-edits")
         wait_for(lambda: "saved" in page.inner_text("#viewer-message"), 60, "saving the edits")
+
+        # side by side: current CTV (orange) left, the uploaded reference (green) right
+        page.check("#show-reference")
+        page.click("#layout-4")
+        page.locator("#compare-title").wait_for()
+        views = page.locator(".remote-controlled-area")
+        wait_for(lambda: views.count() == 2, 20, "two views side by side")
+        wait_for(lambda: green_pixels(views.nth(1).screenshot()) > 100, 30, "the reference")
+        assert ctv_pixels(views.nth(0).screenshot()) > 100
+        assert ctv_pixels(views.nth(1).screenshot()) < 20  # the CTV is not drawn on the right
+        assert green_pixels(views.nth(0).screenshot()) < 20
 
         page.goto(server.base + "/cases")
         link = page.locator(f'tr[data-case-id="{case_id}"] a[data-kind="rtstruct"]')
