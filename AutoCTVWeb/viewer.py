@@ -130,6 +130,7 @@ class CaseViewer:
         controller.on_client_connected.add(self._on_client_connected)
         self._build_ui()
         self.layout_manager.set_layout("Quad View")
+        self._no_multisampling_in_slice_views()
 
     # -- access ----------------------------------------------------------------------------
 
@@ -227,7 +228,16 @@ class CaseViewer:
     def _on_layout(self, layout_id: str, **_: Any) -> None:
         if layout_id in LAYOUTS:
             self.layout_manager.set_layout(layout_id)
+            self._no_multisampling_in_slice_views()
             self._apply_compare()
+
+    def _no_multisampling_in_slice_views(self) -> None:
+        """Slice views show 2D images: no 8× multisampling (trame-slicer's default for every
+        view), which on a CPU renderer made each slice-view frame several times dearer."""
+        for view in self.app.view_manager.get_slice_views():
+            window = view.render_window()
+            if window.GetMultiSamples() != 0:
+                window.SetMultiSamples(0)
 
     def _apply_compare(self) -> None:
         """Side by side: current CTV left, reference (or the model before edits) right."""
