@@ -162,8 +162,6 @@ def move_axial_views(volume_node: Any, k: int) -> int:
     through the slice's centre (RAS mm) without panning: a slice change then re-renders just
     the axial view. Returns how many slice nodes were moved.
     """
-    import slicer
-
     from AutoCTVSlicerLib.heat_map import slice_centre_ras
 
     ras = slice_centre_ras(volume_node, k)
@@ -171,7 +169,7 @@ def move_axial_views(volume_node: Any, k: int) -> int:
     moved = 0
     for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
         node = scene.GetNthNodeByClass(index, "vtkMRMLSliceNode")
-        if isinstance(node, slicer.vtkMRMLSliceNode) and node.GetOrientation() == "Axial":
+        if node.GetOrientation() == "Axial":
             node.JumpSliceByOffsetting(*ras)
             moved += 1
     return moved

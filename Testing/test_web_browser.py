@@ -351,3 +351,31 @@ def test_viewer_shows_no_case_before_the_token(files: dict[str, Path]):
             page.locator(f'tr[data-case-id="{case_id}"]').wait_for()
     finally:
         locked.stop()
+
+
+_VIEW_SOURCES_JS = """() => Array.from(document.querySelectorAll('.remote-controlled-area'))
+    .map(view => { const image = view.querySelector('img'); return image ? image.src : ''; })"""
+
+
+def test_slice_change_leaves_the_3d_view_alone(server: WebServer, files: dict[str, Path]):
+    """In the quad layout a slice change sends a new axial frame and no new 3D frame."""
+    case_id = server.upload(files["zip"]).json()["id"]
+    assert server.wait_status(case_id, ["done", "failed"])["status"] == "done"
+    with chromium_page(files["root"] / "profile-quad", files["root"] / "downloads") as page:
+        page.goto(server.base + "/")
+        page.click("#layout-0")  # quad: coronal, sagittal, 3D, axial
+        page.click("#refresh-cases")
+        page.click(f"#case-{case_id}")
+        wait_for(lambda: slice_label(page)[1] == 47, 60, "the case to open")
+        views = page.locator(".remote-controlled-area")
+        wait_for(lambda: views.count() == 4, 20, "four views")
+        time.sleep(3)  # let the opening frames settle
+        before = page.evaluate(_VIEW_SOURCES_JS)
+        assert all(before), before
+        page.click("#next")
+        wait_for(lambda: page.evaluate(_VIEW_SOURCES_JS)[3] != before[3], 10, "an axial frame")
+        time.sleep(1.5)
+        after = page.evaluate(_VIEW_SOURCES_JS)
+        # coronal and sagittal still get a new frame (they follow the axial plane); the 3D
+        # view does not
+        assert after[2] == before[2], "the 3D view re-rendered on an axial slice change"
