@@ -13,8 +13,8 @@ sparse-slice completion (:mod:`.viewer_completion`). A slice change moves only t
 views, so only they re-render.
 
 With an access token set, the websocket itself is checked on connect (:mod:`.viewer_gate`),
-so every page connected here has the token and the viewer keeps no lock of its own (the
-in-page token field stays for a server started without the gate, e.g. in tests).
+so every page connected here has the token and ``autoctv web`` gives the viewer no token of
+its own (``CaseViewer``'s in-page token field and lock only apply when one is passed).
 """
 
 from __future__ import annotations
