@@ -84,14 +84,20 @@ def _serve_with_viewer(
     from trame_slicer import module as trame_slicer_module
 
     from .viewer import CaseViewer
+    from .viewer_gate import viewer_gate
 
     server = get_server("autoctv", client_type="vue3")
     server.enable_module(trame_slicer_module)
-    CaseViewer(server, settings.store, settings.token)
+    if settings.token:
+        # the websocket's hello must carry the token, else wslink refuses it and sends nothing
+        server.cli.set_defaults(authKey=settings.token)
+    # every connected page has passed the websocket's check, so the viewer needs no own lock
+    CaseViewer(server, settings.store, "")
 
     def bind(wslink_server: object) -> None:
         app = wslink_server.app  # type: ignore[attr-defined]
         app._client_max_size = settings.max_upload_bytes + 2**20
+        app.middlewares.append(viewer_gate(settings.token))
         add_routes(app, settings, "/cases")
 
     def ready(**_: object) -> None:

@@ -8,10 +8,13 @@ a play/pause auto-play every 250 ms, heat-map opacity, the review list (a click 
 per-slice Dice of the current (edited) CTV against the model's, and paint / erase / scissors
 with undo through trame-slicer's segment editor.
 
-With an access token set, nothing of a case reaches the page before the token was entered
-in the page and checked on the server. The viewer is one shared session (trame's state is
-shared by the pages connected to it): a newly connected page locks it again, and the scene is
-cleared, until the token is entered there.
+Layouts include "Side by side" (:mod:`.viewer_compare`); "New structure" / "Complete" run
+sparse-slice completion (:mod:`.viewer_completion`). A slice change moves only the axial
+views, so only they re-render.
+
+With an access token set, the websocket itself is checked on connect (:mod:`.viewer_gate`),
+so every page connected here has the token and ``autoctv web`` gives the viewer no token of
+its own (``CaseViewer``'s in-page token field and lock only apply when one is passed).
 """
 
 from __future__ import annotations
@@ -27,7 +30,13 @@ from .store import CaseStore
 logger = logging.getLogger(__name__)
 
 AUTOPLAY_PERIOD_S = 0.25
-LAYOUTS = ("Quad View", "Axial Only", "Axial Primary", "3D Only")
+VIEW_FPS = 60.0
+#: JPEG quality of every streamed frame. trame-rca's default sends a quality-50 frame and then,
+#: 5 frame periods later, renders the view again for a quality-90 frame; that second render
+#: runs on the server's event loop and held back the first frame's delivery (and competed for
+#: the CPU with the next slice change). One render per change at the still quality instead.
+STILL_QUALITY = 90
+LAYOUTS = ("Quad View", "Axial Only", "Axial Primary", "3D Only", "Side by side")
 
 
 class CaseViewer:
@@ -44,12 +53,26 @@ class CaseViewer:
         self.token = token
         self.app = SlicerApp()
         slicer.mrmlScene = self.app.scene
-        register_rca_factories(self.app.view_manager, server)
+        # The views stream at 60 frames/s whether or not the pointer is over them (trame-slicer's
+        # default drops a view the pointer is not over to 10/s, and its scheduler only looks for
+        # a new request once per frame period: up to 100 ms added to a slice change made with
+        # the slider or the buttons).
+        register_rca_factories(
+            self.app.view_manager,
+            server,
+            target_fps=VIEW_FPS,
+            blur_fps=VIEW_FPS,
+            interactive_quality=STILL_QUALITY,
+        )
         self.layout_manager = LayoutManager(self.app.scene, self.app.view_manager, server)
         self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
+        from .viewer_compare import SIDE_BY_SIDE, side_by_side_layout
+
+        self.layout_manager.register_layout(SIDE_BY_SIDE, side_by_side_layout())
         self.undo_stack = UndoStack(undo_limit=20)
         self.app.segmentation_editor.set_undo_stack(self.undo_stack)
         self.case: Any = None
+        self._structures = 0  # structures added for sparse-slice completion
         # server-side only: a client can change any state variable, so access never depends
         # on state.token_ok (which only drives the page)
         self._unlocked = not token
@@ -82,6 +105,8 @@ class CaseViewer:
                 "dice_all": None,
                 "edit_tool": "none",
                 "loaded": False,
+                "compare_title": "",
+                "structure_id": "",
             }
         )
         state.change("layout_id")(self._on_layout)
@@ -100,9 +125,12 @@ class CaseViewer:
         controller.jump_to_ctv = self.jump_to_ctv
         controller.undo = self.undo
         controller.save_edits = self.save_edits
+        controller.new_structure = self.new_structure
+        controller.complete_structure = self.complete_structure
         controller.on_client_connected.add(self._on_client_connected)
         self._build_ui()
         self.layout_manager.set_layout("Quad View")
+        self._no_multisampling_in_slice_views()
 
     # -- access ----------------------------------------------------------------------------
 
@@ -144,7 +172,7 @@ class CaseViewer:
         ]
 
     def load_case(self, case_id: str | None = None) -> None:
-        from AutoCTVSlicerLib.heat_map import show_heat_map
+        from AutoCTVSlicerLib.heat_map import jump_to_slice, show_heat_map
 
         from .viewer_scene import load_case
 
@@ -182,6 +210,7 @@ class CaseViewer:
         state.review = self.case.review
         state.has_reference = self.case.reference_zyx is not None
         state.dice_reference_all = None
+        state.structure_id = ""
         if self.case.reference_zyx is not None:
             from .viewer_scene import volume_dice
 
@@ -190,13 +219,40 @@ class CaseViewer:
         state.k_max = self.case.slices - 1
         state.k = self.case.slices // 2
         state.message = ""
-        self._on_slice(state.k)
+        jump_to_slice(self.case.ct_node, int(state.k))  # centre every view once
+        self._apply_compare()
+        self._update_dice(int(state.k))
 
     # -- views -----------------------------------------------------------------------------
 
     def _on_layout(self, layout_id: str, **_: Any) -> None:
         if layout_id in LAYOUTS:
             self.layout_manager.set_layout(layout_id)
+            self._no_multisampling_in_slice_views()
+            self._apply_compare()
+
+    def _no_multisampling_in_slice_views(self) -> None:
+        """Slice views show 2D images: no 8× multisampling (trame-slicer's default for every
+        view), which on a CPU renderer made each slice-view frame several times dearer."""
+        for view in self.app.view_manager.get_slice_views():
+            window = view.render_window()
+            if window.GetMultiSamples() != 0:
+                window.SetMultiSamples(0)
+
+    def _apply_compare(self) -> None:
+        """Side by side: current CTV left, reference (or the model before edits) right."""
+        from .viewer_compare import SIDE_BY_SIDE, apply_compare
+        from .viewer_scene import move_axial_views
+
+        state = self.server.state
+        if self.case is None:
+            state.compare_title = ""
+            return
+        side_by_side = state.layout_id == SIDE_BY_SIDE
+        if side_by_side:  # the compare view is made on first use: give it the CT and the slice
+            self.app.display_manager.show_volume_in_slice_background(self.case.ct_node)
+            move_axial_views(self.case.ct_node, int(state.k))
+        state.compare_title = apply_compare(self.case, side_by_side, bool(state.show_reference))
 
     def window_preset(self, name: str) -> None:
         from trame_slicer.core.volume_window_level import VolumeWindowLevel
@@ -209,12 +265,13 @@ class CaseViewer:
         VolumeWindowLevel.set_volume_node_window_level(self.case.ct_node, window, level)
 
     def _on_slice(self, k: Any, **_: Any) -> None:
-        from AutoCTVSlicerLib.heat_map import jump_to_slice
+        """A slice change moves (and so re-renders) only the axial view."""
+        from .viewer_scene import move_axial_views
 
         if self.case is None:
             return
         k = int(min(max(int(k), 0), self.case.slices - 1))
-        jump_to_slice(self.case.ct_node, k)
+        move_axial_views(self.case.ct_node, k)
         self._update_dice(k)
 
     def _on_edit(self, *_: Any) -> None:
@@ -241,7 +298,7 @@ class CaseViewer:
 
     def _on_show_reference(self, show_reference: bool, **_: Any) -> None:
         if self.case is not None and self.case.reference_node is not None:
-            self.case.reference_node.SetDisplayVisibility(bool(show_reference))
+            self._apply_compare()
 
     def step(self, delta: int) -> None:
         state = self.server.state
@@ -316,6 +373,44 @@ class CaseViewer:
         if self.case is not None:
             self._update_dice(int(self.server.state.k))
 
+    def new_structure(self) -> None:
+        """Add an empty structure segment to paint on a few slices (then "Complete")."""
+        from .viewer_completion import add_structure
+
+        state = self.server.state
+        if self.case is None or not self._allowed():
+            return
+        self._structures += 1
+        state.structure_id = add_structure(self.app.segmentation_editor, self._structures)
+        state.edit_tool = "paint"
+        state.message = (
+            f"Structure {self._structures}: paint it on a few axial slices, then Complete."
+        )
+
+    def complete_structure(self) -> None:
+        """Complete the structure being drawn (interpolation between its drawn slices)."""
+        from AutoCTVLib.errors import AutoCTVError
+
+        from .viewer_completion import complete_structure
+
+        state = self.server.state
+        if self.case is None or not self._allowed() or not state.structure_id:
+            state.message = "add a structure with New structure and draw it first"
+            return
+        state.edit_tool = "none"
+        try:
+            slices, seconds = complete_structure(self.case, state.structure_id)
+        except AutoCTVError as error:
+            state.message = f"completion failed: {error}"
+            return
+        state.message = (
+            f"Structure completed from {slices} drawn slices (interpolate, {seconds:.1f} s)."
+        )
+        # further painting goes to the CTV again
+        ctv = self.case.segmentation_node.GetSegmentation().GetNthSegmentID(0)
+        self.app.segmentation_editor.set_active_segment_id(ctv)
+        state.structure_id = ""
+
     def save_edits(self) -> None:
         """Write the current CTV as the case's edited contour (downloads then give it)."""
         from .edited import write_edited_outputs
@@ -330,7 +425,12 @@ class CaseViewer:
             return
         label = current_label(self.case)
         kinds = write_edited_outputs(
-            self.store.case_dir(record.id), record.input_path, record.series_uid, label
+            self.store.case_dir(record.id),
+            record.input_path,
+            record.series_uid,
+            label,
+            model_name=record.model_name,
+            model_version=record.model_version,
         )
         state.message = f"Edited contour saved ({', '.join(kinds)}); downloads now give it."
 
@@ -388,6 +488,12 @@ class CaseViewer:
                                     classes="ma-1",
                                     click=(self.window_preset, f"['{name}']"),
                                 )
+                        html.Div(
+                            "{{ compare_title }}",
+                            v_if="compare_title",
+                            id="compare-title",
+                            classes="text-caption",
+                        )
                         html.Div("Axial slice {{ k }} / {{ k_max }}", id="slice-label")
                         v.VSlider(
                             v_model=("k",),
@@ -471,6 +577,21 @@ class CaseViewer:
                             v.VBtn("erase", value="erase")
                             v.VBtn("scissors", value="scissors")
                         v.VBtn("Undo", size="small", click=self.undo, id="undo-button")
+                        html.Div("Sparse-slice completion", classes="mt-2")
+                        v.VBtn(
+                            "New structure",
+                            size="small",
+                            click=self.new_structure,
+                            id="new-structure",
+                        )
+                        v.VBtn(
+                            "Complete",
+                            size="small",
+                            click=self.complete_structure,
+                            id="complete-structure",
+                            disabled=("!structure_id",),
+                            classes="ml-2",
+                        )
                         v.VBtn(
                             "Save edited contour",
                             size="small",

@@ -55,6 +55,8 @@ class LoadedCase:
     review: list[dict[str, Any]] = field(default_factory=list)
     reference_node: Any | None = None
     reference_zyx: np.ndarray | None = None
+    before_edit_node: Any | None = None  # side-by-side compare, made when first needed
+    ct_volume: Any | None = None  # the CT as the library's Volume (sparse-slice completion)
 
 
 def load_case(scene: Any, case_dir: Path, input_path: str, series_uid: str = "") -> LoadedCase:
@@ -104,6 +106,7 @@ def load_case(scene: Any, case_dir: Path, input_path: str, series_uid: str = "")
     return LoadedCase(
         reference_node=reference_node,
         reference_zyx=reference,
+        ct_volume=ct,
         case_id=case_dir.name,
         ct_node=ct_node,
         segmentation_node=segmentation_node,
@@ -149,3 +152,24 @@ def slice_dice(first_zyx: np.ndarray, second_zyx: np.ndarray) -> list[float | No
         total = int(a.sum()) + int(b.sum())
         values.append(None if total == 0 else round(2.0 * int((a & b).sum()) / total, 4))
     return values
+
+
+def move_axial_views(volume_node: Any, k: int) -> int:
+    """Show slice ``k`` (z index) of ``volume_node`` in the axial slice views only.
+
+    Unlike the module's ``jump_to_slice`` (which centres every slice view on the point, so the
+    coronal, sagittal and 3D views re-render too), this only offsets the axial views' planes
+    through the slice's centre (RAS mm) without panning: a slice change then re-renders just
+    the axial view. Returns how many slice nodes were moved.
+    """
+    from AutoCTVSlicerLib.heat_map import slice_centre_ras
+
+    ras = slice_centre_ras(volume_node, k)
+    scene = volume_node.GetScene()
+    moved = 0
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLSliceNode")
+        if node.GetOrientation() == "Axial":
+            node.JumpSliceByOffsetting(*ras)
+            moved += 1
+    return moved

@@ -147,8 +147,20 @@ def test_upload_contour_download_and_history(server: WebServer, inputs: dict[str
         "nifti",
         "segnrrd",
         "rtstruct",
+        "seg",
     ]
     assert server.request("GET", f"/api/cases/{case_id}").json()["edited"] is True
+    # the edited contour as DICOM SEG: the edit's voxels, referencing the case's CT series
+    seg_file = server.request("GET", f"/api/cases/{case_id}/seg")
+    assert seg_file.status == 200 and seg_file.body[128:132] == b"DICM"
+    seg = pydicom.dcmread(io.BytesIO(seg_file.body))
+    assert seg.Modality == "SEG" and "edited" in seg.SeriesDescription
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == loaded.identity.series_instance_uid
+    assert int(seg.NumberOfFrames) == 8  # slices 8..15 hold the edit
+    frames = np.asarray(seg.pixel_array).reshape(8, *edited.shape[1:]) != 0
+    assert frames.sum() == int((edited != 0).sum())
+    model_seg = server.request("GET", f"/api/cases/{case_id}/seg?version=model")
+    assert model_seg.status == 200 and model_seg.body != seg_file.body
     edited_rtstruct = read_rtstruct_bytes(server.request("GET", f"/api/cases/{case_id}/rtstruct"))
     mask = rasterise_roi(edited_rtstruct, "CTV", loaded.volume.geometry, loaded.identity)
     assert dice(mask, edited != 0) >= 0.95

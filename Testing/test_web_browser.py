@@ -11,6 +11,7 @@ leaves no case and no file behind.
 
 from __future__ import annotations
 
+import io
 import re
 import time
 import zipfile
@@ -110,6 +111,39 @@ def slice_label(page: Any) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def green_pixels(png_bytes: bytes) -> int:
+    """How many pixels of a screenshot have the reference CTV's green fill or outline."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png_bytes)).convert("RGB")).astype(int)
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return int(((green > 90) & (green > red + 40) & (green > blue + 30)).sum())
+
+
+def blue_pixels(png_bytes: bytes) -> int:
+    """How many pixels of a screenshot have the completed structure's light blue."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png_bytes)).convert("RGB")).astype(int)
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return int(((blue > 120) & (blue > red + 60) & (green > red + 20)).sum())
+
+
+def paint_stroke(page: Any, view: Any) -> None:
+    """A short horizontal paint stroke across the view, at a hand's pace."""
+    box = view.bounding_box()
+    x0, y = box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.35
+    page.mouse.move(x0, y)
+    time.sleep(0.3)  # the view streams pointer events to the server: move at a hand's pace
+    page.mouse.down()
+    time.sleep(0.3)
+    for step in range(1, 21):
+        page.mouse.move(x0 + step * box["width"] * 0.01, y)
+        time.sleep(0.05)
+    page.mouse.up()
+    time.sleep(0.5)
+
+
 def dice_text(page: Any) -> str:
     return page.inner_text("#dice-label").rsplit(":", 1)[-1].strip()
 
@@ -192,8 +226,42 @@ def test_upload_view_play_edit_download(server: WebServer, files: dict[str, Path
         assert edited
         page.click("#undo-button")
         wait_for(lambda: dice_text(page) == "1", 20, "undo")
+
+        # sparse-slice completion: a structure drawn on two slices four apart, completed
+        k_first = slice_label(page)[0]
+        page.click("#new-structure")
+        page.wait_for_function(
+            "document.querySelector('#viewer-message').textContent.includes('Structure 1')"
+        )
+        for k in (k_first, k_first + 4):
+            while slice_label(page)[0] < k:
+                page.click("#next")
+                time.sleep(0.2)
+            time.sleep(0.5)
+            paint_stroke(page, view)
+        page.click("#complete-structure")
+        wait_for(
+            lambda: "completed from 2 drawn slices" in page.inner_text("#viewer-message"),
+            60,
+            "the completion",
+        )
+        page.click("#prev")
+        page.click("#prev")  # a slice between the two drawn ones now holds the structure
+        wait_for(lambda: slice_label(page)[0] == k_first + 2, 20, "the middle slice")
+        wait_for(lambda: blue_pixels(view.screenshot()) > 30, 20, "the completed structure")
         page.click("#save-edits")
         wait_for(lambda: "saved" in page.inner_text("#viewer-message"), 60, "saving the edits")
+
+        # side by side: current CTV (orange) left, the uploaded reference (green) right
+        page.check("#show-reference")
+        page.click("#layout-4")
+        page.locator("#compare-title").wait_for()
+        views = page.locator(".remote-controlled-area")
+        wait_for(lambda: views.count() == 2, 20, "two views side by side")
+        wait_for(lambda: green_pixels(views.nth(1).screenshot()) > 100, 30, "the reference")
+        assert ctv_pixels(views.nth(0).screenshot()) > 100
+        assert ctv_pixels(views.nth(1).screenshot()) < 20  # the CTV is not drawn on the right
+        assert green_pixels(views.nth(0).screenshot()) < 20
 
         page.goto(server.base + "/cases")
         link = page.locator(f'tr[data-case-id="{case_id}"] a[data-kind="rtstruct"]')
@@ -261,9 +329,21 @@ def test_viewer_shows_no_case_before_the_token(files: dict[str, Path]):
             page.wait_for_function(
                 "document.querySelector('#viewer-message').textContent.includes('wrong')"
             )
+            assert page.locator("#refresh-cases").count() == 0
+            # the viewer's websocket itself checks the token: a page that skips the form
+            # with a wrong key is refused and gets no controls and no case
+            page.goto(locked.base + "/?secret=wrong-token-of-some-length")
+            page.wait_for_timeout(3000)
+            assert page.locator("#slice-label").count() == 0
+            assert page.locator("#refresh-cases").count() == 0
             assert page.locator(f"#case-{case_id}").count() == 0
+            page.goto(locked.base + "/?token=" + token)  # as the cases page takes it
+            page.click("#refresh-cases")
+            page.locator(f"#case-{case_id}").wait_for()
+            page.goto(locked.base + "/")
             page.fill("#token-field", token)
             page.click("#token-button")
+            page.click("#refresh-cases")
             page.locator(f"#case-{case_id}").wait_for()
 
             page.once("dialog", lambda dialog: dialog.accept(token))
@@ -271,3 +351,31 @@ def test_viewer_shows_no_case_before_the_token(files: dict[str, Path]):
             page.locator(f'tr[data-case-id="{case_id}"]').wait_for()
     finally:
         locked.stop()
+
+
+_VIEW_SOURCES_JS = """() => Array.from(document.querySelectorAll('.remote-controlled-area'))
+    .map(view => { const image = view.querySelector('img'); return image ? image.src : ''; })"""
+
+
+def test_slice_change_leaves_the_3d_view_alone(server: WebServer, files: dict[str, Path]):
+    """In the quad layout a slice change sends a new axial frame and no new 3D frame."""
+    case_id = server.upload(files["zip"]).json()["id"]
+    assert server.wait_status(case_id, ["done", "failed"])["status"] == "done"
+    with chromium_page(files["root"] / "profile-quad", files["root"] / "downloads") as page:
+        page.goto(server.base + "/")
+        page.click("#layout-0")  # quad: coronal, sagittal, 3D, axial
+        page.click("#refresh-cases")
+        page.click(f"#case-{case_id}")
+        wait_for(lambda: slice_label(page)[1] == 47, 60, "the case to open")
+        views = page.locator(".remote-controlled-area")
+        wait_for(lambda: views.count() == 4, 20, "four views")
+        time.sleep(3)  # let the opening frames settle
+        before = page.evaluate(_VIEW_SOURCES_JS)
+        assert all(before), before
+        page.click("#next")
+        wait_for(lambda: page.evaluate(_VIEW_SOURCES_JS)[3] != before[3], 10, "an axial frame")
+        time.sleep(1.5)
+        after = page.evaluate(_VIEW_SOURCES_JS)
+        # coronal and sagittal still get a new frame (they follow the axial plane); the 3D
+        # view does not
+        assert after[2] == before[2], "the 3D view re-rendered on an axial slice change"
