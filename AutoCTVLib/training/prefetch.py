@@ -63,9 +63,12 @@ class PrefetchingSampler:
         return self.pending.pop((iteration, rank, world_size)).get()
 
     def close(self) -> None:
-        """Stop the workers (pending batches are dropped)."""
+        """Stop the workers once the batches already asked of them are drawn (at most
+        ``ahead`` + 1; they are dropped). Terminating a pool with tasks in flight can fail in
+        CPython's own clean-up ("Cannot have cache with result_hander not alive"), so the pool
+        is closed and joined instead."""
         self.pending.clear()
-        self.pool.terminate()
+        self.pool.close()
         self.pool.join()
 
     def __getattr__(self, name: str) -> Any:
