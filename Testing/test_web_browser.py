@@ -209,17 +209,7 @@ def test_upload_view_play_edit_download(server: WebServer, files: dict[str, Path
         page.click("#ctv-slice")  # the slice with the largest CTV area
         wait_for(lambda: dice_text(page) == "1", 20, "the CTV slice")
         page.click("#paint-button")
-        box = view.bounding_box()
-        x0, y = box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.35
-        page.mouse.move(x0, y)
-        time.sleep(0.3)  # the view streams pointer events to the server: move at a hand's pace
-        page.mouse.down()
-        time.sleep(0.3)
-        for step in range(1, 21):
-            page.mouse.move(x0 + step * box["width"] * 0.01, y)
-            time.sleep(0.05)
-        page.mouse.up()
-        time.sleep(0.5)
+        paint_stroke(page, view)
         page.click("#next")
         page.click("#prev")
         edited = wait_for(lambda: dice_text(page) not in ("1", "–"), 20, "the stroke")
