@@ -45,6 +45,12 @@ def image(seed: int = 0, shape: tuple[int, int, int] = (20, 28, 24)) -> torch.Te
     return torch.rand((1, 1, *shape), generator=generator)
 
 
+def assert_same_up_to_rounding(value: torch.Tensor, reference: torch.Tensor) -> None:
+    """Equal to float32 rounding: a different dropout mask would change values by ~0.01-0.1."""
+    difference = float((value - reference).abs().max())
+    assert difference < 1e-5, difference
+
+
 def maps_of(moments):
     return maps_from_moments(
         moments.mean_prob.numpy(),
@@ -61,9 +67,10 @@ def test_cheap_path_draws_the_same_samples_as_naive_mc_for_a_plain_unet() -> Non
     settings = MCSettings(samples=6, boundary_crop=False, seed=11)
     cheap = sample_moments(network, x, settings, SPACING_ZYX_MM, decode_batch=1)
     naive = naive_moments(network, x, 6, seed=11)
-    assert torch.equal(cheap.mean_prob, naive.mean_prob)
-    assert torch.equal(cheap.mean_sq_prob, naive.mean_sq_prob)
-    assert torch.equal(cheap.mean_entropy, naive.mean_entropy)
+    # Same masks; the split decoder sums its first convolutions in another order (rounding).
+    assert_same_up_to_rounding(cheap.mean_prob, naive.mean_prob)
+    assert_same_up_to_rounding(cheap.mean_sq_prob, naive.mean_sq_prob)
+    assert_same_up_to_rounding(cheap.mean_entropy, naive.mean_entropy)
     assert torch.equal(cheap.plain_prob, naive.plain_prob)
     assert float(cheap.mean_sq_prob.sub(cheap.mean_prob**2).max()) > 1e-4  # samples differ
 
@@ -76,8 +83,8 @@ def test_cheap_path_equals_last_step_sampling_for_a_recurrent_unet() -> None:
     cheap = sample_moments(network, x, settings, SPACING_ZYX_MM, decode_batch=1)
     last_step = naive_moments(network, x, 5, seed=4, sample_steps="last")
     every_step = naive_moments(network, x, 5, seed=4, sample_steps="all")
-    assert torch.equal(cheap.mean_prob, last_step.mean_prob)
-    assert torch.equal(cheap.mean_entropy, last_step.mean_entropy)
+    assert_same_up_to_rounding(cheap.mean_prob, last_step.mean_prob)
+    assert_same_up_to_rounding(cheap.mean_entropy, last_step.mean_entropy)
     # Sampling every step is a different (wider) distribution: not the same numbers.
     assert not torch.equal(cheap.mean_prob, every_step.mean_prob)
     assert torch.allclose(cheap.plain_prob, every_step.plain_prob, atol=1e-6)

@@ -280,12 +280,17 @@ def summarise_uncertainty(
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
-    values = maps.measure(measure).astype(np.float64)
+    measured = maps.measure(measure)
     region = review_region(maps.mean_prob, spacing_xyz_mm, band_mm, prob_range)
-    region_voxels = int(region.sum())
-    case_score = float(values[region].mean()) if region_voxels else 0.0
-    masked = np.where(region, values, 0.0)
-    per_slice_sum = masked.sum(axis=(1, 2))
+    # Work on the region's bounding box only (the rest adds nothing): for a CTV in a large CT
+    # this avoids float64 copies of the whole volume.
+    box = _bounding_box(region)
+    values = measured[box].astype(np.float64)
+    region_in_box = region[box]
+    region_voxels = int(region_in_box.sum())
+    case_score = float(values[region_in_box].mean()) if region_voxels else 0.0
+    per_slice_sum = np.zeros(region.shape[0], dtype=np.float64)
+    per_slice_sum[box[0]] = np.where(region_in_box, values, 0.0).sum(axis=(1, 2))
     if reduction == "sum":
         spacing_zyx = _spacing_zyx(spacing_xyz_mm)
         per_slice = per_slice_sum * (spacing_zyx[1] * spacing_zyx[2])
@@ -306,6 +311,16 @@ def summarise_uncertainty(
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
+    """Slices (z, y, x) of the smallest box holding every true voxel (empty slices if none)."""
+    box = []
+    for axis in range(mask.ndim):
+        other_axes = tuple(a for a in range(mask.ndim) if a != axis)
+        present = np.flatnonzero(mask.any(axis=other_axes))
+        box.append(slice(int(present[0]), int(present[-1]) + 1) if present.size else slice(0, 0))
+    return tuple(box)  # type: ignore[return-value]
 
 
 def _log_scale(unit: str) -> float:

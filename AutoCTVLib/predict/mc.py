@@ -68,6 +68,7 @@ from AutoCTVLib.nn.mc_dropout import mc_dropout
 from AutoCTVLib.nn.padding import Padding
 from AutoCTVLib.nn.recurrent import RecurrentRefinement
 from AutoCTVLib.nn.unet3d import UNet, UNetFeatures
+from AutoCTVLib.predict.mc_decoder import SampledDecoder, can_split_decoder
 
 logger = logging.getLogger(__name__)
 
@@ -423,10 +424,14 @@ def _sample_decoder(
     sums: torch.Tensor | None = None
     done = 0
     with mc_dropout(unet, require_dropout=False), gates_context:
+        decoder = SampledDecoder(unet, features) if can_split_decoder(unet) else None
         while done < samples:
             _check_cancel(cancel)
             count = min(max(1, batch), samples - done)
-            logits = unet.decode(_expanded(features, count))
+            if decoder is not None:
+                logits = decoder(count)
+            else:
+                logits = unet.decode(_expanded(features, count))
             sums = _accumulate(sums, torch.sigmoid(logits.float())[:, 0])
             done += count
             if progress is not None:

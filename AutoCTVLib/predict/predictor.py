@@ -458,18 +458,23 @@ def maps_on_input_grid(
     interpolating moments across a sharp boundary would mix a confident 0 with a confident 1
     and invent disagreement (mutual information) that no sample showed. Linear interpolation of
     the maps keeps ``0 ≤ mutual_information ≤ entropy`` and a zero map zero. The expected
-    entropy is ``entropy − mutual_information`` on the input grid.
+    entropy is ``entropy − mutual_information`` on the input grid. The arithmetic runs inside
+    the crop box only (every map is 0 outside it).
     """
-    entropy = case.to_input_grid(maps.entropy, "probability")
+    entropy = case.to_crop_grid(maps.entropy, "probability")
     mutual_information = np.minimum(
-        case.to_input_grid(maps.mutual_information, "probability"), entropy
+        case.to_crop_grid(maps.mutual_information, "probability"), entropy
     )
+    expected = np.maximum(entropy - mutual_information, 0.0).astype(np.float32)
+    mutual_information = np.maximum(mutual_information, 0.0).astype(np.float32)
+    variance = np.maximum(case.to_crop_grid(maps.variance, "probability"), 0.0)
+    paste = case.crop_box.paste
     return UncertaintyMaps(
-        mean_prob=prob_input.astype(np.float32),
-        entropy=entropy,
-        expected_entropy=np.maximum(entropy - mutual_information, 0.0).astype(np.float32),
-        mutual_information=np.maximum(mutual_information, 0.0).astype(np.float32),
-        variance=np.maximum(case.to_input_grid(maps.variance, "probability"), 0.0),
+        mean_prob=prob_input.astype(np.float32, copy=False),
+        entropy=paste(entropy),
+        expected_entropy=paste(expected),
+        mutual_information=paste(mutual_information),
+        variance=paste(variance),
         n_samples=maps.n_samples,
         unit=maps.unit,
     )

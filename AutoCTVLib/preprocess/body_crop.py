@@ -81,7 +81,10 @@ class CropBox:
         """A full-shape array holding ``cropped`` inside the box and ``fill_value`` elsewhere."""
         if tuple(cropped.shape) != self.shape_zyx:
             raise ValueError(f"array shape {cropped.shape} does not match crop {self.shape_zyx}")
-        full = np.full(self.full_shape_zyx, fill_value, dtype=cropped.dtype)
+        if fill_value == 0:  # zeroed pages from the allocator: no pass over the whole array
+            full = np.zeros(self.full_shape_zyx, dtype=cropped.dtype)
+        else:
+            full = np.full(self.full_shape_zyx, fill_value, dtype=cropped.dtype)
         full[self.slices] = cropped
         return full
 

@@ -146,6 +146,13 @@ class PreprocessedCase:
         Returns:
             An array of shape ``input_geometry.shape_zyx``.
         """
+        return self.crop_box.paste(self.to_crop_grid(network_values, kind, fill_value), fill_value)
+
+    def to_crop_grid(
+        self, network_values: np.ndarray, kind: str = "probability", fill_value: float = 0.0
+    ) -> np.ndarray:
+        """:meth:`to_input_grid` inside the crop box only: an array of ``crop_box.shape_zyx``
+        (``crop_box.paste`` completes it)."""
         if tuple(network_values.shape) != self.network_geometry.shape_zyx:
             raise ValueError(
                 f"array shape {network_values.shape} is not the network grid "
@@ -154,13 +161,12 @@ class PreprocessedCase:
         if kind not in ("probability", "label"):
             raise ValueError(f"kind must be 'probability' or 'label', got {kind!r}")
         interpolation = "linear" if kind == "probability" else "nearest"
-        on_crop = resample_to_geometry(
+        return resample_to_geometry(
             Volume(network_values, self.network_geometry),
             self.cropped_geometry,
             interpolation,
             fill_value,
         ).array
-        return self.crop_box.paste(on_crop, fill_value)
 
 
 def preprocess(ct: Volume, config: PreprocessConfig | None = None) -> PreprocessedCase:
