@@ -3,12 +3,15 @@ summary arithmetic against whole-volume references."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
 from conftest import make_geometry
 from predict_support import tiny_config
 
+from AutoCTVLib.errors import CancelledError
 from AutoCTVLib.inference.uncertainty import (
     UncertaintyMaps,
     review_region,
@@ -130,9 +133,12 @@ def test_mc_sampling_uses_the_split_decoder(monkeypatch: pytest.MonkeyPatch) -> 
     calls = []
     original = SampledDecoder.__call__
 
-    def counted(self: SampledDecoder, count: int = 1) -> torch.Tensor:
+    def counted(
+        self: SampledDecoder, count: int = 1, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         calls.append(count)
-        return original(self, count)
+        assert generator is not None  # the tiny U-Net has element dropout: own generators
+        return original(self, count, generator)
 
     monkeypatch.setattr(mc_module.SampledDecoder, "__call__", counted)
     settings = MCSettings(samples=5, boundary_crop=False, seed=0)
@@ -212,3 +218,52 @@ def test_maps_on_input_grid_equal_the_whole_volume_arithmetic() -> None:
     for name in ("entropy", "expected_entropy", "mutual_information", "variance"):
         assert getattr(result, name).dtype == np.float32, name
         assert getattr(result, name).shape == geometry.shape_zyx, name
+
+
+@pytest.mark.parametrize("inference", [True, False])
+def test_two_sampling_workers_give_the_result_of_one(
+    inference: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network = tiny_unet()
+    x = image(6)
+    settings = MCSettings(samples=7, boundary_crop=False, seed=3)
+    threads_seen: set[str] = set()
+    original = SampledDecoder.__call__
+
+    def recorded(
+        self: SampledDecoder, count: int = 1, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        threads_seen.add(threading.current_thread().name.split("_")[0])
+        return original(self, count, generator)
+
+    monkeypatch.setattr(mc_module.SampledDecoder, "__call__", recorded)
+    torch.set_num_threads(2)
+    mode = torch.inference_mode() if inference else torch.no_grad()
+    with mode:
+        one = sample_moments(network, x, settings, (5.0, 4.0, 4.0), decode_batch=2, workers=1)
+        assert threads_seen == {"MainThread"}
+        two = sample_moments(network, x, settings, (5.0, 4.0, 4.0), decode_batch=2, workers=2)
+    assert "mc" in threads_seen  # the batches did run in the worker threads
+    assert torch.get_num_threads() == 2  # restored after the workers' share of 1 each
+    for name in ("mean_prob", "mean_sq_prob", "mean_entropy"):
+        assert largest_difference(getattr(two, name), getattr(one, name)) < ROUNDING, name
+    assert float((one.mean_sq_prob - one.mean_prob**2).max()) > 1e-4  # the samples differ
+
+
+def test_cancel_stops_the_sampling_workers() -> None:
+    cancel = threading.Event()
+    network, x = tiny_unet(), image(6)
+    settings = MCSettings(samples=6, boundary_crop=False)
+    with torch.inference_mode():  # without cancel this case is sampled (not skipped)
+        moments = sample_moments(network, x, settings, (5.0, 4.0, 4.0), workers=2)
+    assert moments.sampled_voxels > 0
+    cancel.set()
+    with pytest.raises(CancelledError), torch.inference_mode():
+        sample_moments(
+            network,
+            x,
+            settings,
+            (5.0, 4.0, 4.0),
+            workers=2,
+            cancel=cancel,
+        )

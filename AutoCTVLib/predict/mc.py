@@ -54,6 +54,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +69,11 @@ from AutoCTVLib.nn.mc_dropout import mc_dropout
 from AutoCTVLib.nn.padding import Padding
 from AutoCTVLib.nn.recurrent import RecurrentRefinement
 from AutoCTVLib.nn.unet3d import UNet, UNetFeatures
-from AutoCTVLib.predict.mc_decoder import SampledDecoder, can_split_decoder
+from AutoCTVLib.predict.mc_decoder import (
+    SampledDecoder,
+    can_split_decoder,
+    has_only_element_dropout,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -260,10 +265,15 @@ def sample_last_step(
     spacing_zyx_mm: Sequence[float],
     *,
     decode_batch: int = 1,
+    workers: int = 1,
     progress: SampleProgress | None = None,
     cancel: threading.Event | None = None,
 ) -> MCMoments:
-    """Steps 3–5 of the module docstring: N stochastic passes of the last step's decoder."""
+    """Steps 3–5 of the module docstring: N stochastic passes of the last step's decoder.
+
+    ``workers`` > 1 decodes that many batches at once in threads (CPU; see
+    :func:`_sum_batches`); the result does not depend on it.
+    """
     unet, features, plain = last_step.unet, last_step.features, last_step.plain_prob
     samples = settings.samples
     with _seeded(settings.seed, plain.device):
@@ -284,13 +294,27 @@ def sample_last_step(
         )
         if covers_all or not settings.boundary_crop:
             sums = _sample_decoder(
-                unet, features, samples, decode_batch, contextlib.nullcontext(), progress, cancel
+                unet,
+                features,
+                samples,
+                decode_batch,
+                contextlib.nullcontext(),
+                workers,
+                progress,
+                cancel,
             )
             target = tuple(slice(0, n) for n in plain.shape)
             return _with_samples(moments, sums, target, samples)
         fixed = _fixed_gates(_decoder_se_modules(unet), last_step.gates)
         sums = _sample_decoder(
-            unet, crop_features(features, box), samples, decode_batch, fixed, progress, cancel
+            unet,
+            crop_features(features, box),
+            samples,
+            decode_batch,
+            fixed,
+            workers,
+            progress,
+            cancel,
         )
         target, source = _unpadded_slices(box, features.padding, tuple(plain.shape))
         return _with_samples(moments, sums[(slice(None), *source)], target, samples)
@@ -303,6 +327,7 @@ def sample_moments(
     spacing_zyx_mm: Sequence[float],
     *,
     decode_batch: int = 1,
+    workers: int = 1,
     progress: SampleProgress | None = None,
     cancel: threading.Event | None = None,
 ) -> MCMoments:
@@ -315,6 +340,8 @@ def sample_moments(
         settings: see :class:`MCSettings`.
         spacing_zyx_mm: network-grid spacing (z, y, x) in mm (for the crop margin).
         decode_batch: samples per decoder batch (the caller derives it from memory).
+        workers: batches decoded at once in threads (cheap path; the caller derives it from
+            the CPU threads and memory); the result does not depend on it.
         progress: called with (fraction of samples done, message).
         cancel: checked between batches; when set, :class:`CancelledError` is raised.
     """
@@ -328,6 +355,7 @@ def sample_moments(
         settings,
         spacing_zyx_mm,
         decode_batch=decode_batch,
+        workers=workers,
         progress=progress,
         cancel=cancel,
     )
@@ -417,27 +445,43 @@ def _sample_decoder(
     samples: int,
     batch: int,
     gates_context: contextlib.AbstractContextManager[object],
+    workers: int,
     progress: SampleProgress | None,
     cancel: threading.Event | None,
 ) -> torch.Tensor:
-    """Sums of p, p² and H(p) over ``samples`` stochastic decodes: (3, z, y, x)."""
-    sums: torch.Tensor | None = None
-    done = 0
+    """Sums of p, p² and H(p) over ``samples`` stochastic decodes: (3, z, y, x).
+
+    Batch b draws its masks from a generator seeded with the b-th of :func:`_batch_seeds`
+    (the split decoder), or from torch's global generator seeded with it (other decoders).
+    """
+    counts = _batch_counts(samples, batch)
+    seeds = _batch_seeds(len(counts))
+    device = features.deepest.device
     with mc_dropout(unet, require_dropout=False), gates_context:
-        decoder = SampledDecoder(unet, features) if can_split_decoder(unet) else None
-        while done < samples:
-            _check_cancel(cancel)
-            count = min(max(1, batch), samples - done)
-            if decoder is not None:
-                logits = decoder(count)
-            else:
-                logits = unet.decode(_expanded(features, count))
-            sums = _accumulate(sums, torch.sigmoid(logits.float())[:, 0])
-            done += count
-            if progress is not None:
-                progress(done / samples, f"MC sample {done} of {samples}")
-    assert sums is not None
-    return sums
+        if can_split_decoder(unet):
+            decoder = SampledDecoder(unet, features)
+            own_generators = has_only_element_dropout(unet)
+
+            def decode(index: int) -> torch.Tensor:
+                if not own_generators:
+                    torch.manual_seed(seeds[index])
+                    return decoder(counts[index])
+                generator = torch.Generator(device=device).manual_seed(seeds[index])
+                return decoder(counts[index], generator)
+
+            parallel = workers if own_generators else 1
+        else:
+
+            def decode(index: int) -> torch.Tensor:
+                torch.manual_seed(seeds[index])
+                return unet.decode(_expanded(features, counts[index]))
+
+            parallel = 1
+
+        def batch_sums(index: int) -> torch.Tensor:
+            return _probability_sums(torch.sigmoid(decode(index).float())[:, 0])
+
+        return _sum_batches(batch_sums, counts, parallel, progress, cancel)
 
 
 def _sample_whole_last_step(
@@ -450,21 +494,85 @@ def _sample_whole_last_step(
     cancel: threading.Event | None,
 ) -> MCMoments:
     """Encoder with dropout: the whole last step runs per sample over the whole volume."""
-    sums: torch.Tensor | None = None
-    done = 0
+    counts = _batch_counts(samples, batch)
+    seeds = _batch_seeds(len(counts))
+
+    def batch_sums(index: int) -> torch.Tensor:
+        torch.manual_seed(seeds[index])
+        logits = unet(last_input.expand(counts[index], *last_input.shape[1:]))
+        return _probability_sums(torch.sigmoid(logits.float())[:, 0])
+
     with mc_dropout(unet, require_dropout=False):
-        while done < samples:
-            _check_cancel(cancel)
-            count = min(max(1, batch), samples - done)
-            logits = unet(last_input.expand(count, *last_input.shape[1:]))
-            sums = _accumulate(sums, torch.sigmoid(logits.float())[:, 0])
-            done += count
-            if progress is not None:
-                progress(done / samples, f"MC sample {done} of {samples}")
-    assert sums is not None
+        sums = _sum_batches(batch_sums, counts, 1, progress, cancel)
     moments = deterministic_moments(plain, samples)
     target = tuple(slice(0, n) for n in plain.shape)
     return _with_samples(moments, sums, target, samples)
+
+
+def _batch_counts(samples: int, batch: int) -> list[int]:
+    """Samples per batch: ``batch`` each, the rest in the last one."""
+    size = max(1, batch)
+    return [min(size, samples - start) for start in range(0, samples, size)]
+
+
+def _batch_seeds(batches: int) -> list[int]:
+    """One seed per batch, drawn from torch's global generator (seeded by the caller)."""
+    return [int(v) for v in torch.randint(0, 2**62, (batches,), dtype=torch.int64).tolist()]
+
+
+def _sum_batches(
+    batch_sums: Callable[[int], torch.Tensor],
+    counts: Sequence[int],
+    workers: int,
+    progress: SampleProgress | None,
+    cancel: threading.Event | None,
+) -> torch.Tensor:
+    """Add ``batch_sums(b)`` over the batches in batch order.
+
+    With ``workers`` > 1 the batches run in that many threads, each with ``1/workers`` of
+    torch's CPU threads (restored afterwards): on a small CPU, independent decodes keep the
+    cores busier than one decode split over them. Each batch owns its generator and the sums
+    are added in batch order, so the result is the same as with one worker (up to the
+    rounding of convolutions run with fewer threads).
+    """
+    samples = sum(counts)
+    total: torch.Tensor | None = None
+    done = 0
+
+    def add(sums: torch.Tensor, count: int) -> None:
+        nonlocal total, done
+        total = sums if total is None else total + sums
+        done += count
+        if progress is not None:
+            progress(done / samples, f"MC sample {done} of {samples}")
+
+    if workers <= 1 or len(counts) <= 1:
+        for index, count in enumerate(counts):
+            _check_cancel(cancel)
+            add(batch_sums(index), count)
+    else:
+        mode = torch.inference_mode if torch.is_inference_mode_enabled() else torch.no_grad
+
+        def task(index: int) -> torch.Tensor:
+            _check_cancel(cancel)
+            with mode():
+                return batch_sums(index)
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads // workers))
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mc") as pool:
+                futures = [pool.submit(task, index) for index in range(len(counts))]
+                try:
+                    for future, count in zip(futures, counts):
+                        add(future.result(), count)
+                finally:
+                    for future in futures:
+                        future.cancel()
+        finally:
+            torch.set_num_threads(threads)
+    assert total is not None
+    return total
 
 
 # --------------------------------------------------------------------------- naive reference
@@ -498,14 +606,15 @@ def naive_moments(
             unet, steps, recurrent = found
             stochastic = unet
             stochastic_input = _last_step_input(unet, steps, recurrent, image)
-        sums: torch.Tensor | None = None
+        seeds = _batch_seeds(samples)
+
+        def sample_sums(index: int) -> torch.Tensor:
+            torch.manual_seed(seeds[index])
+            logits = stochastic(stochastic_input)
+            return _probability_sums(torch.sigmoid(logits.float())[:, 0])
+
         with mc_dropout(stochastic, require_dropout=False):
-            for done in range(1, samples + 1):
-                _check_cancel(cancel)
-                sums = _accumulate(sums, torch.sigmoid(stochastic(stochastic_input).float())[:, 0])
-                if progress is not None:
-                    progress(done / samples, f"MC sample {done} of {samples}")
-    assert sums is not None
+            sums = _sum_batches(sample_sums, [1] * samples, 1, progress, cancel)
     moments = deterministic_moments(plain, samples)
     return _with_samples(moments, sums, tuple(slice(0, n) for n in plain.shape), samples)
 
@@ -599,10 +708,9 @@ def _expanded(features: UNetFeatures, count: int) -> UNetFeatures:
     )
 
 
-def _accumulate(sums: torch.Tensor | None, prob: torch.Tensor) -> torch.Tensor:
-    """Add a batch of probabilities (B, z, y, x) to the running sums (3, z, y, x)."""
-    batch = torch.stack([prob.sum(0), (prob * prob).sum(0), entropy_bits(prob).sum(0)])
-    return batch if sums is None else sums.add_(batch)
+def _probability_sums(prob: torch.Tensor) -> torch.Tensor:
+    """Sums over a batch of probabilities (B, z, y, x) of p, p² and H(p): (3, z, y, x)."""
+    return torch.stack([prob.sum(0), (prob * prob).sum(0), entropy_bits(prob).sum(0)])
 
 
 def _check_cancel(cancel: threading.Event | None) -> None:

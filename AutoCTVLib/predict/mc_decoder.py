@@ -11,10 +11,16 @@ channels, so
 The ``skip`` half (half of that convolution's multiply-adds, and the concatenation) is computed
 once per feature set (:class:`SampledDecoder`); each sample computes the ``up`` half. In the
 bridge, everything before its first dropout layer (conv, ELU, norm) and its residual projection
-are computed once as well. The samples' distribution is unchanged: the dropout layers are the
-network's own and are called in the same order and on the same shapes as in ``decode``, so under
-the same seed they draw the same masks; the only difference from ``decode`` is float rounding
-(the order of the sums), measured in ``Testing/test_predict_mc_decoder.py``.
+are computed once as well. The samples' distribution is unchanged: the dropout layers are called
+in the same order and on the same shapes as in ``decode``, so under the same seed they draw the
+same masks; the only difference from ``decode`` is float rounding (the order of the sums),
+measured in ``Testing/test_predict_mc_decoder.py``.
+
+Given a ``torch.Generator``, the element-dropout layers draw their masks from it instead of
+torch's global generator, by the same steps as ``torch.nn.functional.dropout`` on the CPU
+(Bernoulli(1 − p) noise, divided by 1 − p, times the input): a generator seeded with s gives the
+masks that the global generator seeded with s gives. Sampling threads then each own their
+generator, and the result does not depend on which thread ran which batch.
 
 For the 2 × 2 × 3 mm segmenter of the CTV cascade (16–128 channels, 5 levels) the precomputed
 halves are about a third of a decode's convolution work (the first decoder convolutions take
@@ -32,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from AutoCTVLib.nn.blocks import LevelBlock
+from AutoCTVLib.nn.mc_dropout import is_dropout
 from AutoCTVLib.nn.padding import crop_padding
 from AutoCTVLib.nn.unet3d import UNet, UNetFeatures
 
@@ -49,6 +56,12 @@ def can_split_decoder(unet: UNet) -> bool:
         if conv.padding_mode != "zeros" or conv.groups != 1:
             return False
     return True
+
+
+def has_only_element_dropout(unet: UNet) -> bool:
+    """True when every dropout layer of ``unet`` is ``nn.Dropout`` (element dropout), the kind
+    :class:`SampledDecoder` can draw from a generator."""
+    return all(type(module) is nn.Dropout for module in unet.modules() if is_dropout(module))
 
 
 @dataclass(frozen=True)
@@ -113,12 +126,18 @@ class SampledDecoder:
                 )
             )
 
-    def __call__(self, count: int = 1) -> torch.Tensor:
-        """Logits of ``count`` sampled decodes, (count, out_channels, *S) unpadded."""
+    def __call__(self, count: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Logits of ``count`` sampled decodes, (count, out_channels, *S) unpadded.
+
+        Dropout layers in train mode (:func:`~AutoCTVLib.nn.mc_dropout.mc_dropout`) draw from
+        ``generator`` when given (element dropout only), else from torch's global generator.
+        """
+        if generator is not None and not has_only_element_dropout(self.unet):
+            raise ValueError("a dropout generator needs element dropout (nn.Dropout) layers")
         unet = self.unet
         bridge = unet.bridge
-        current = _layers_after(bridge.conv1, "norm", _expand(self.bridge_first, count))
-        current = bridge.conv2(current)
+        current = _layers_after(bridge.conv1, "norm", _expand(self.bridge_first, count), generator)
+        current = _layers_after(bridge.conv2, None, current, generator)
         if bridge.se is not None:
             current = bridge.se(current)
         if self.bridge_residual is not None:
@@ -128,7 +147,8 @@ class SampledDecoder:
             parts = self.levels[level]
             upsampled = unet.upsamplers[level](current)
             first = _conv(block.conv1.conv, upsampled, parts.weight_up, None)
-            y = block.conv2(_layers_after(block.conv1, "conv", first.add_(parts.skip_term)))
+            z = _layers_after(block.conv1, "conv", first.add_(parts.skip_term), generator)
+            y = _layers_after(block.conv2, None, z, generator)
             if block.se is not None:
                 y = block.se(y)
             if block.residual:
@@ -142,12 +162,32 @@ class SampledDecoder:
         return crop_padding(unet.head(current), self.padding)
 
 
-def _layers_after(module: nn.Module, after: str, x: torch.Tensor) -> torch.Tensor:
-    """Run the layers of a :class:`~AutoCTVLib.nn.blocks.ConvModule` that follow ``after``."""
+def _layers_after(
+    module: nn.Module, after: str | None, x: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Run the layers of a :class:`~AutoCTVLib.nn.blocks.ConvModule` that follow ``after``
+    (all of them for ``None``); active dropout layers draw from ``generator`` when given."""
     names = [name for name, _ in module.named_children()]
-    for name in names[names.index(after) + 1 :]:
-        x = getattr(module, name)(x)
+    start = 0 if after is None else names.index(after) + 1
+    for name in names[start:]:
+        layer = getattr(module, name)
+        if generator is not None and is_dropout(layer) and layer.training:
+            x = _element_dropout(x, float(layer.p), generator)
+        else:
+            x = layer(x)
     return x
+
+
+def _element_dropout(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """``F.dropout(x, p, training=True)`` with the noise drawn from ``generator`` (same steps)."""
+    if p <= 0.0:
+        return x
+    if p >= 1.0:
+        return torch.zeros_like(x)
+    noise = torch.empty_like(x)
+    noise.bernoulli_(1.0 - p, generator=generator)
+    noise.div_(1.0 - p)
+    return x * noise
 
 
 def _expand(tensor: torch.Tensor, count: int) -> torch.Tensor:

@@ -47,6 +47,8 @@ StageProgress = Callable[[str, float, str], None]
 
 #: Most MC samples decoded in one batch on a GPU; on the CPU batching brings no speed.
 GPU_DECODE_BATCH_CAP = 8
+#: Most MC batches decoded at once in threads on the CPU (each with its share of the threads).
+CPU_SAMPLING_WORKERS_CAP = 2
 #: torch's out-of-memory exception (``torch.cuda.OutOfMemoryError`` in older releases).
 OutOfMemoryError: type[Exception] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
@@ -63,6 +65,7 @@ class NetworkResult:
         plan: one pass or sliding window.
         device: the device that actually ran the network.
         decode_batch: MC samples per decoder batch.
+        sampling_workers: MC batches decoded at once in threads (CPU).
         network_s: seconds for the plain prediction.
         sampling_s: seconds for MC sampling (inside ``network_s`` for sliding windows).
     """
@@ -76,6 +79,7 @@ class NetworkResult:
     decode_batch: int
     network_s: float
     sampling_s: float
+    sampling_workers: int = 1
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -170,14 +174,28 @@ def run_network(
     layout = memory_format(device, speed)
     network.to(device=device, memory_format=layout).eval()
     batch = _decode_batch(mc, device, spatial_shape, first_channels, multiple, memory_fraction)
+    workers = _sampling_workers(
+        mc, batch, device, spatial_shape, first_channels, multiple, memory_fraction
+    )
     image = torch.from_numpy(np.ascontiguousarray(image_zyx, dtype=np.float32))
     image = image[None, None] if image.ndim == 3 else image[None]
     with inference_context(device, speed):
         if plan.mode == "whole":
-            raw = _whole(network, image, spacing_zyx_mm, device, layout, mc, batch, report, cancel)
+            raw = _whole(
+                network, image, spacing_zyx_mm, device, layout, mc, (batch, workers), report, cancel
+            )
         else:
             raw = _windows(
-                network, image, spacing_zyx_mm, plan, device, layout, mc, batch, report, cancel
+                network,
+                image,
+                spacing_zyx_mm,
+                plan,
+                device,
+                layout,
+                mc,
+                (batch, workers),
+                report,
+                cancel,
             )
     moments = None
     if raw.moments is not None:
@@ -196,6 +214,7 @@ def run_network(
         decode_batch=batch,
         network_s=raw.network_s,
         sampling_s=raw.sampling_s,
+        sampling_workers=workers,
     )
 
 
@@ -219,10 +238,11 @@ def _whole(
     device: torch.device,
     layout: torch.memory_format,
     mc: MCSettings | None,
-    batch: int,
+    batching: tuple[int, int],
     report: StageProgress,
     cancel: threading.Event | None,
 ) -> _RawResult:
+    batch, workers = batching
     image = image.to(device).contiguous(memory_format=layout)
     report("network", 0.0, "running the network")
     started = time.perf_counter()
@@ -254,6 +274,7 @@ def _whole(
         mc,
         spacing_zyx_mm,
         decode_batch=batch,
+        workers=workers,
         progress=lambda f, m: report("uncertainty", f, m),
         cancel=cancel,
     )
@@ -270,10 +291,11 @@ def _windows(
     device: torch.device,
     layout: torch.memory_format,
     mc: MCSettings | None,
-    batch: int,
+    batching: tuple[int, int],
     report: StageProgress,
     cancel: threading.Event | None,
 ) -> _RawResult:
+    batch, workers = batching
     counter = {"windows": 0, "sampled": 0}
 
     def plain_window(window: torch.Tensor) -> torch.Tensor:
@@ -288,7 +310,9 @@ def _windows(
         # A different seed per window: equal-sized windows must not share dropout masks.
         settings = dataclasses.replace(mc, seed=mc.seed + 7919 * counter["windows"])
         counter["windows"] += 1
-        moments = sample_moments(network, window, settings, spacing_zyx_mm, decode_batch=batch)
+        moments = sample_moments(
+            network, window, settings, spacing_zyx_mm, decode_batch=batch, workers=workers
+        )
         counter["sampled"] += moments.sampled_voxels
         return moments.stacked()[None]
 
@@ -334,6 +358,26 @@ def _decode_batch(
     budget = available_memory_bytes(device) * memory_fraction
     fits = int(budget // max(1, voxels * bytes_per_voxel(first_channels)))
     return max(1, min(GPU_DECODE_BATCH_CAP, fits, mc.samples))
+
+
+def _sampling_workers(
+    mc: MCSettings | None,
+    batch: int,
+    device: torch.device,
+    shape_zyx: Sequence[int],
+    first_channels: int,
+    multiple: int,
+    memory_fraction: float,
+) -> int:
+    """MC batches decoded at once on the CPU: one per CPU thread, at most
+    :data:`CPU_SAMPLING_WORKERS_CAP`, as many as the memory budget holds (1 on a GPU)."""
+    if mc is None or device.type != "cpu":
+        return 1
+    batches = -(-mc.samples // max(1, batch))
+    voxels = int(np.prod(padded_shape(tuple(shape_zyx), multiple)))
+    budget = available_memory_bytes(device) * memory_fraction
+    fits = int(budget // max(1, voxels * bytes_per_voxel(first_channels, batch)))
+    return max(1, min(torch.get_num_threads(), CPU_SAMPLING_WORKERS_CAP, fits, batches))
 
 
 def _release_device_memory(device: torch.device) -> None:

@@ -429,7 +429,11 @@ class Predictor:
                 "spacing_xyz_mm": list(case.network_geometry.spacing_xyz_mm),
                 "crop_box": case.crop_box.to_dict(),
             },
-            "inference": {**network.plan.to_dict(), "decode_batch": network.decode_batch},
+            "inference": {
+                **network.plan.to_dict(),
+                "decode_batch": network.decode_batch,
+                "sampling_workers": network.sampling_workers,
+            },
             "cascade": self.cascade_record,
             "speed": self.speed.to_dict(),
             "torch": torch.__version__,
