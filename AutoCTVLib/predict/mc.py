@@ -19,7 +19,12 @@ What the cheap path (:func:`sample_moments`, method ``"cheap"``) samples, exactl
    0.99) or on the ``p̂ = 0.5`` surface, grown by ``margin_mm`` and aligned to the U-Net's
    pooling grid (multiples of ``2 ** (levels − 1)`` voxels).
 4. N decoder passes over the encoder features cropped to that box, several samples per batch,
-   with only the dropout layers active (:func:`AutoCTVLib.nn.mc_dropout`). SE gates are global
+   with only the dropout layers active (:func:`AutoCTVLib.nn.mc_dropout`). The decoder is the
+   split one of :mod:`AutoCTVLib.predict.mc_decoder` (the skip halves of the first decoder
+   convolutions computed once; the same function up to float rounding). Batch b draws its
+   masks from a generator seeded with the b-th seed drawn from ``settings.seed``; on the CPU
+   two batches run at once in threads (``workers``), which changes nothing in the result but
+   keeps both cores of a small CPU busy (:func:`_sum_batches`). SE gates are global
    averages over the whole volume; in the cropped passes they are held at the values of the
    deterministic pass (with element dropout over ~10⁶ voxels a gate barely moves between
    samples). Without a crop (``boundary_crop=False`` or a box covering the volume) the gates are
@@ -32,8 +37,9 @@ in full (encoder and decoder) for every sample, over the whole volume.
 
 Where the mathematics says the paths agree, they do sample for sample under the same seed:
 for a plain U-Net (K = 1) without crop and one sample per batch, the cheap path draws the same
-dropout masks in the same order as the naive path (the encoder draws none), so the moments are
-identical; for K > 1 the same holds against ``naive_moments(..., sample_steps="last")``.
+dropout masks as the naive path (sample t from the t-th seed; the encoder draws none), so the
+moments are the same up to float rounding (the split decoder sums in another order, < 1e-5);
+for K > 1 the same holds against ``naive_moments(..., sample_steps="last")``.
 Batching several samples and cropping change which random numbers go where, not the
 distribution (batching) or only slightly (crop borders, held SE gates); the uncertainty
 benchmark measures the effect against naive full MC.
@@ -74,6 +80,7 @@ from AutoCTVLib.predict.mc_decoder import (
     can_split_decoder,
     has_only_element_dropout,
 )
+from AutoCTVLib.predict.mc_masks import MaskSource, element_dropout_from, mask_generator
 
 logger = logging.getLogger(__name__)
 
@@ -451,29 +458,27 @@ def _sample_decoder(
 ) -> torch.Tensor:
     """Sums of p, p² and H(p) over ``samples`` stochastic decodes: (3, z, y, x).
 
-    Batch b draws its masks from a generator seeded with the b-th of :func:`_batch_seeds`
-    (the split decoder), or from torch's global generator seeded with it (other decoders).
+    Batch b draws its element-dropout masks from :func:`mask_generator` seeded with the b-th of
+    :func:`_batch_seeds` (other dropout kinds: torch's global generator seeded with it).
     """
     counts = _batch_counts(samples, batch)
     seeds = _batch_seeds(len(counts))
     device = features.deepest.device
+    source = MaskSource()
     with mc_dropout(unet, require_dropout=False), gates_context:
-        if can_split_decoder(unet):
+        patched = element_dropout_from(unet, source)  # for unet.decode below
+        if can_split_decoder(unet) and has_only_element_dropout(unet):
             decoder = SampledDecoder(unet, features)
-            own_generators = has_only_element_dropout(unet)
 
             def decode(index: int) -> torch.Tensor:
-                if not own_generators:
-                    torch.manual_seed(seeds[index])
-                    return decoder(counts[index])
-                generator = torch.Generator(device=device).manual_seed(seeds[index])
-                return decoder(counts[index], generator)
+                return decoder(counts[index], mask_generator(seeds[index], device))
 
-            parallel = workers if own_generators else 1
+            parallel = workers
         else:
 
             def decode(index: int) -> torch.Tensor:
                 torch.manual_seed(seeds[index])
+                source.generator = mask_generator(seeds[index], device)
                 return unet.decode(_expanded(features, counts[index]))
 
             parallel = 1
@@ -481,7 +486,8 @@ def _sample_decoder(
         def batch_sums(index: int) -> torch.Tensor:
             return _probability_sums(torch.sigmoid(decode(index).float())[:, 0])
 
-        return _sum_batches(batch_sums, counts, parallel, progress, cancel)
+        with patched:
+            return _sum_batches(batch_sums, counts, parallel, progress, cancel)
 
 
 def _sample_whole_last_step(
@@ -497,12 +503,15 @@ def _sample_whole_last_step(
     counts = _batch_counts(samples, batch)
     seeds = _batch_seeds(len(counts))
 
+    source = MaskSource()
+
     def batch_sums(index: int) -> torch.Tensor:
         torch.manual_seed(seeds[index])
+        source.generator = mask_generator(seeds[index], last_input.device)
         logits = unet(last_input.expand(counts[index], *last_input.shape[1:]))
         return _probability_sums(torch.sigmoid(logits.float())[:, 0])
 
-    with mc_dropout(unet, require_dropout=False):
+    with mc_dropout(unet, require_dropout=False), element_dropout_from(unet, source):
         sums = _sum_batches(batch_sums, counts, 1, progress, cancel)
     moments = deterministic_moments(plain, samples)
     target = tuple(slice(0, n) for n in plain.shape)
@@ -607,14 +616,17 @@ def naive_moments(
             stochastic = unet
             stochastic_input = _last_step_input(unet, steps, recurrent, image)
         seeds = _batch_seeds(samples)
+        source = MaskSource()
 
         def sample_sums(index: int) -> torch.Tensor:
             torch.manual_seed(seeds[index])
+            source.generator = mask_generator(seeds[index], image.device)
             logits = stochastic(stochastic_input)
             return _probability_sums(torch.sigmoid(logits.float())[:, 0])
 
         with mc_dropout(stochastic, require_dropout=False):
-            sums = _sum_batches(sample_sums, [1] * samples, 1, progress, cancel)
+            with element_dropout_from(stochastic, source):
+                sums = _sum_batches(sample_sums, [1] * samples, 1, progress, cancel)
     moments = deterministic_moments(plain, samples)
     return _with_samples(moments, sums, tuple(slice(0, n) for n in plain.shape), samples)
 

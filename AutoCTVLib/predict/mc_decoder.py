@@ -16,11 +16,10 @@ in the same order and on the same shapes as in ``decode``, so under the same see
 same masks; the only difference from ``decode`` is float rounding (the order of the sums),
 measured in ``Testing/test_predict_mc_decoder.py``.
 
-Given a ``torch.Generator``, the element-dropout layers draw their masks from it instead of
-torch's global generator, by the same steps as ``torch.nn.functional.dropout`` on the CPU
-(Bernoulli(1 − p) noise, divided by 1 − p, times the input): a generator seeded with s gives the
-masks that the global generator seeded with s gives. Sampling threads then each own their
-generator, and the result does not depend on which thread ran which batch.
+Given a generator (:func:`AutoCTVLib.predict.mc_masks.mask_generator`), the element-dropout
+layers draw their masks from it (:func:`~AutoCTVLib.predict.mc_masks.element_dropout`) instead
+of torch's global generator. Sampling threads then each own their generator, and the result
+does not depend on which thread ran which batch.
 
 For the 2 × 2 × 3 mm segmenter of the CTV cascade (16–128 channels, 5 levels) the precomputed
 halves are about a third of a decode's convolution work (the first decoder convolutions take
@@ -41,6 +40,7 @@ from AutoCTVLib.nn.blocks import LevelBlock
 from AutoCTVLib.nn.mc_dropout import is_dropout
 from AutoCTVLib.nn.padding import crop_padding
 from AutoCTVLib.nn.unet3d import UNet, UNetFeatures
+from AutoCTVLib.predict.mc_masks import MaskGenerator, element_dropout
 
 
 def can_split_decoder(unet: UNet) -> bool:
@@ -163,7 +163,7 @@ class SampledDecoder:
 
 
 def _layers_after(
-    module: nn.Module, after: str | None, x: torch.Tensor, generator: torch.Generator | None
+    module: nn.Module, after: str | None, x: torch.Tensor, generator: MaskGenerator | None
 ) -> torch.Tensor:
     """Run the layers of a :class:`~AutoCTVLib.nn.blocks.ConvModule` that follow ``after``
     (all of them for ``None``); active dropout layers draw from ``generator`` when given."""
@@ -172,22 +172,10 @@ def _layers_after(
     for name in names[start:]:
         layer = getattr(module, name)
         if generator is not None and is_dropout(layer) and layer.training:
-            x = _element_dropout(x, float(layer.p), generator)
+            x = element_dropout(x, float(layer.p), generator)
         else:
             x = layer(x)
     return x
-
-
-def _element_dropout(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """``F.dropout(x, p, training=True)`` with the noise drawn from ``generator`` (same steps)."""
-    if p <= 0.0:
-        return x
-    if p >= 1.0:
-        return torch.zeros_like(x)
-    noise = torch.empty_like(x)
-    noise.bernoulli_(1.0 - p, generator=generator)
-    noise.div_(1.0 - p)
-    return x * noise
 
 
 def _expand(tensor: torch.Tensor, count: int) -> torch.Tensor:
