@@ -98,6 +98,10 @@ def test_review_hits_counts_listed_slices_among_the_largest_errors() -> None:
     near = review_hits([3, 6, 9], area, tolerance=1)
     assert near.hits == 0 and near.near_hits == 2  # 3 is next to 2, 6 next to 5; 9 is far
     assert math.isnan(review_hits([], area).hit_rate)
+    # As distinct places (at least 3 slices apart): 2, 5 and 8 are the places with most error.
+    places = review_hits([8, 5, 1], area, tolerance=2, min_separation=3)
+    assert places.top_error_slices == (2, 5, 8)
+    assert (places.hits, places.near_hits) == (2, 3)
     with pytest.raises(ValueError):
         review_hits([10], area)
 

@@ -183,7 +183,11 @@ def evaluate(arrays: dict[str, np.ndarray], review_count: int = 5) -> dict[str, 
         review_hits,
         spearman,
     )
-    from AutoCTVLib.inference.uncertainty import UncertaintyMaps, summarise_uncertainty
+    from AutoCTVLib.inference.uncertainty import (
+        UncertaintyMaps,
+        binary_entropy,
+        summarise_uncertainty,
+    )
     from AutoCTVLib.metrics import dice
     from AutoCTVLib.predict.predictor import REVIEW_SEPARATION_MM
 
@@ -196,6 +200,14 @@ def evaluate(arrays: dict[str, np.ndarray], review_count: int = 5) -> dict[str, 
         "seconds": round(float(arrays["seconds"]), 1),
         "spacing_xyz_mm": [round(s, 3) for s in spacing],
     }
+    # Distance (mm) of every voxel from the predicted contour (inside and outside).
+    inside = ndimage.distance_transform_edt(label, sampling=spacing[::-1])
+    outside = ndimage.distance_transform_edt(~label, sampling=spacing[::-1])
+    distance = np.where(label, inside, outside)
+    # Diagnostics, not the product's map: the entropy of the mean probability on the CT grid
+    # (the product interpolates the network grid's entropy) and a map that knows nothing but
+    # the distance from the predicted contour.
+    entropy_of_mean = binary_entropy(arrays["mean_prob"])
     for name, band in (
         ("band_7vox", contour_band(reference, label, BAND_VOXELS)),
         ("band_7mm", contour_band(reference, label, BAND_MM, spacing)),
@@ -205,11 +217,11 @@ def evaluate(arrays: dict[str, np.ndarray], review_count: int = 5) -> dict[str, 
             "error_share": round(float(errors[band].mean()), 4),
             "auroc_entropy": _round(error_detection_auroc(entropy, label, reference, band)),
             "auroc_mi": _round(error_detection_auroc(mi, label, reference, band)),
+            "auroc_entropy_of_mean_prob": _round(
+                error_detection_auroc(entropy_of_mean, label, reference, band)
+            ),
+            "auroc_distance_only": _round(error_detection_auroc(-distance, label, reference, band)),
         }
-    # Where the errors the entropy misses lie: distance from the predicted contour (mm).
-    inside = ndimage.distance_transform_edt(label, sampling=spacing[::-1])
-    outside = ndimage.distance_transform_edt(~label, sampling=spacing[::-1])
-    distance = np.where(label, inside, outside)
     error_distance = distance[errors]
     silent = entropy[errors] < SILENT_BITS
     result["errors"] = {
@@ -253,6 +265,7 @@ def evaluate(arrays: dict[str, np.ndarray], review_count: int = 5) -> dict[str, 
         },
     }
     hits = review_hits(listed, area, NEAR_TOLERANCE_SLICES)
+    places = review_hits(listed, area, separation - 1, separation)
     islands = false_positive_components(label, reference)
     result["review"] = {
         "listed": list(listed),
@@ -260,6 +273,8 @@ def evaluate(arrays: dict[str, np.ndarray], review_count: int = 5) -> dict[str, 
         "top_error_slices": list(hits.top_error_slices),
         "hit_rate": _round(hits.hit_rate),
         "near_hit_rate": _round(hits.near_hit_rate),
+        "top_error_places": list(places.top_error_slices),
+        "place_hit_rate": _round(places.near_hit_rate),
         "error_area_listed_mm2": round(float(area[listed].sum()), 1) if listed else 0.0,
         "error_area_top_mm2": round(float(area[list(hits.top_error_slices)].sum()), 1),
         "stray_islands": [
@@ -324,6 +339,12 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "dice": _stats([r["dice"] for r in rows]),
         "band_7vox_auroc_entropy": _stats([r["band_7vox"]["auroc_entropy"] for r in rows]),
         "band_7vox_auroc_mi": _stats([r["band_7vox"]["auroc_mi"] for r in rows]),
+        "band_7vox_auroc_entropy_of_mean_prob": _stats(
+            [r["band_7vox"]["auroc_entropy_of_mean_prob"] for r in rows]
+        ),
+        "band_7vox_auroc_distance_only": _stats(
+            [r["band_7vox"]["auroc_distance_only"] for r in rows]
+        ),
         "band_7mm_auroc_entropy": _stats([r["band_7mm"]["auroc_entropy"] for r in rows]),
         "band_7mm_auroc_mi": _stats([r["band_7mm"]["auroc_mi"] for r in rows]),
         "slice_spearman": _stats([r["per_slice"]["spearman"] for r in rows]),
@@ -338,6 +359,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         "review_hit_rate": _stats([r["review"]["hit_rate"] for r in rows]),
         "review_near_hit_rate": _stats([r["review"]["near_hit_rate"] for r in rows]),
+        "review_place_hit_rate": _stats([r["review"]["place_hit_rate"] for r in rows]),
         "error_silent_share": _stats([r["errors"]["silent_share"] for r in rows]),
         "error_zero_entropy_share": _stats([r["errors"]["zero_entropy_share"] for r in rows]),
         "error_distance_median_mm": _stats([r["errors"]["distance_median_mm"] for r in rows]),
@@ -378,6 +400,7 @@ def table_rows(results: dict[str, dict[str, Any]]) -> list[list[object]]:
                     _fmt(s["slice_spearman_per_perimeter"]),
                     _fmt(s["review_hit_rate"], 2),
                     _fmt(s["review_near_hit_rate"], 2),
+                    _fmt(s["review_place_hit_rate"], 2),
                     f"{s['stray_islands']['listed']}/{s['stray_islands']['islands']}",
                 ]
             )
@@ -432,7 +455,9 @@ def run(args: argparse.Namespace, cache: Path, stem: Path) -> None:
                     phantom = phantom_for(variant, seed, args.quick)
                 if key not in predictors:
                     predictors[key] = Predictor.from_file(path, device="cpu", threads=args.threads)
-                np.savez(file, **predict_case(predictors[key], phantom, args.samples))
+                partial = file.with_name(file.stem + ".partial.npz")
+                np.savez(partial, **predict_case(predictors[key], phantom, args.samples))
+                partial.replace(file)
             with np.load(file) as saved:
                 arrays = {name: saved[name] for name in saved.files}
             row = {"variant": variant, "seed": seed, **evaluate(arrays)}
@@ -469,6 +494,7 @@ def run(args: argparse.Namespace, cache: Path, stem: Path) -> None:
         "ρ per length",
         "review hits",
         "near hits",
+        "place hits",
         "islands listed",
     ]
     data = {
@@ -492,7 +518,9 @@ def run(args: argparse.Namespace, cache: Path, stem: Path) -> None:
         "the slices holding reference or predicted CTV; ρ, length fixed: partial Spearman with the "
         "contour length held fixed; ρ per length: both divided by the contour length. Review "
         "hits: share of listed slices (up to 5) among the same number of slices with the "
-        "largest error area; near: within one slice of one. Islands listed: stray predicted "
+        "largest error area; near: within one slice of one; place hits: listed slices less than "
+        "10 mm from one of as many error places (slices of largest error area picked 10 mm "
+        "apart, as the list picks its slices). Islands listed: stray predicted "
         "components (not touching the reference) whose slices (±1) the list names, of all.",
         f"MC-{args.samples} (seed 0), default post-processing, CPU.",
     ]

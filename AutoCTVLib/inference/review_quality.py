@@ -17,7 +17,7 @@ where the edits happen. All volumes are (z, y, x) arrays on one grid; spacings a
   third variable (e.g. slice size) held fixed: the Pearson correlation of the residuals of the
   ranks after a linear fit on the control's ranks.
 * :func:`review_hits` — of the slices a review list names, how many are among the slices with
-  the largest error area.
+  the largest error area (optionally picked as distinct places, like the list itself).
 * :func:`false_positive_components` — predicted components (26-connected) that do not touch the
   reference CTV: stray islands, each with the axial slices it lies on.
 """
@@ -123,7 +123,7 @@ class ReviewHits:
     Attributes:
         listed: the review list (slice indices, most doubtful first).
         top_error_slices: the ``len(listed)`` slices with the largest error area (ties: lower
-            index first), without any separation rule.
+            index first; see :func:`review_hits` for the separation rule).
         hits: listed slices that are among ``top_error_slices``.
         near_hits: listed slices within ``tolerance`` slices of one of ``top_error_slices``.
     """
@@ -143,21 +143,27 @@ class ReviewHits:
 
 
 def review_hits(
-    listed: Sequence[int], error_area: Sequence[float] | np.ndarray, tolerance: int = 0
+    listed: Sequence[int],
+    error_area: Sequence[float] | np.ndarray,
+    tolerance: int = 0,
+    min_separation: int = 1,
 ) -> ReviewHits:
     """Compare a review list with the per-slice error areas (see :class:`ReviewHits`).
 
-    Only slices with a positive error area can be among the top slices; a listed slice is a
-    near hit when ``|listed − top| <= tolerance`` for some top slice.
+    The top slices are the ``len(listed)`` slices with the largest positive error area, picked
+    like the review list itself (:func:`AutoCTVLib.inference.review.slices_to_review`): with
+    ``min_separation`` > 1, at least that many slices apart, so that each is a distinct place.
+    A listed slice is a near hit when ``|listed − top| <= tolerance`` for some top slice.
     """
+    from AutoCTVLib.inference.review import slices_to_review
+
     area = np.asarray(error_area, dtype=np.float64)
     if area.ndim != 1:
         raise ValueError(f"error_area must be one value per slice, got shape {area.shape}")
     chosen = tuple(int(k) for k in listed)
     if any(k < 0 or k >= area.size for k in chosen):
         raise ValueError(f"listed slices {chosen} lie outside 0..{area.size - 1}")
-    order = np.argsort(-area, kind="stable")
-    top = tuple(int(k) for k in order[: len(chosen)] if area[k] > 0)
+    top = tuple(slices_to_review(area, len(chosen), min_separation))
     hits = sum(k in top for k in chosen)
     near = sum(any(abs(k - t) <= tolerance for t in top) for k in chosen)
     return ReviewHits(chosen, top, hits, near)
