@@ -10,6 +10,10 @@ Variants (as ``autoctv phantom`` makes them):
 
 Seeds of the ``default``…``noise40`` variants start at :data:`UNSEEN_SEED_START`, a range no
 training or other benchmark of the project uses.
+
+``validation`` (seeds from :data:`VALIDATION_SEED_START`, set up like ``test``) is for choosing
+settings (e.g. a score's definition) before the held-out cases are looked at; no training uses it
+and no held-out figure is reported on it.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from AutoCTVLib.phantom import Phantom, PhantomConfig, generate_phantom
 
 TEST_SEED_START = 5000
 UNSEEN_SEED_START = 9100
-VARIANTS = ("test", "default", "vary_grid", "flip", "noise40")
+VALIDATION_SEED_START = 7000
+VARIANTS = ("test", "default", "vary_grid", "flip", "noise40", "validation")
 
 
 def variant_config(variant: str, seed: int) -> PhantomConfig:
     """The phantom settings of one variant."""
-    if variant == "test":
+    if variant in ("test", "validation"):
         return PhantomConfig(seed=seed, vary_grid=True, annotator_style="standard")
     if variant == "default":
         return PhantomConfig(seed=seed)
@@ -40,7 +45,8 @@ def variant_config(variant: str, seed: int) -> PhantomConfig:
 
 def variant_seeds(variant: str, count: int) -> range:
     """The seeds of the first ``count`` cases of a variant."""
-    start = TEST_SEED_START if variant == "test" else UNSEEN_SEED_START
+    starts = {"test": TEST_SEED_START, "validation": VALIDATION_SEED_START}
+    start = starts.get(variant, UNSEEN_SEED_START)
     return range(start, start + count)
 
 
