@@ -96,6 +96,32 @@ def hd95(prediction: np.ndarray, reference: np.ndarray, spacing_xyz_mm: Sequence
     return float(max(np.percentile(forward, 95), np.percentile(backward, 95)))
 
 
+def surface_dice(
+    prediction: np.ndarray,
+    reference: np.ndarray,
+    spacing_xyz_mm: Sequence[float],
+    tolerance_mm: float = 2.0,
+) -> float:
+    """Surface Dice at ``tolerance_mm``: the share of both surfaces within tolerance of the other.
+
+    ``(#{a in S_A: d(a, S_B) <= t} + #{b in S_B: d(b, S_A) <= t}) / (#S_A + #S_B)`` over the
+    surface voxels defined above (a voxel count, not a mesh area: each surface voxel weighs the
+    same). 1.0 when both masks are empty, 0.0 when exactly one is.
+    """
+    prediction, reference = _as_masks(prediction, reference)
+    has_prediction, has_reference = bool(prediction.any()), bool(reference.any())
+    if not has_prediction and not has_reference:
+        return 1.0
+    if has_prediction != has_reference:
+        return 0.0
+    forward = directed_surface_distances(prediction, reference, spacing_xyz_mm)
+    backward = directed_surface_distances(reference, prediction, spacing_xyz_mm)
+    within = int(np.count_nonzero(forward <= tolerance_mm)) + int(
+        np.count_nonzero(backward <= tolerance_mm)
+    )
+    return within / float(forward.size + backward.size)
+
+
 def segmentation_metrics(
     prediction: np.ndarray, reference: np.ndarray, spacing_xyz_mm: Sequence[float]
 ) -> dict[str, float]:

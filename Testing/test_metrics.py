@@ -15,6 +15,7 @@ from AutoCTVLib.metrics import (
     segmentation_metrics,
     summarize,
     surface,
+    surface_dice,
 )
 
 
@@ -111,3 +112,32 @@ def test_surface_distances_on_the_joint_box_equal_those_on_the_whole_grid(seed: 
     expected = on_grid[surface(source)]
     actual = directed_surface_distances(source, target, spacing_xyz_mm)
     np.testing.assert_allclose(actual, expected)
+
+
+def test_surface_dice_counts_surface_voxels_within_the_tolerance() -> None:
+    reference = cube((20, 20, 20), (5, 5, 5), 8)
+    assert surface_dice(reference, reference, (1.0, 1.0, 1.0)) == 1.0
+    # Shifted by 3 voxels along x at 1 mm: faces parallel to x stay within 2 mm only where the
+    # cubes overlap; at 4 mm tolerance every surface voxel is within reach.
+    shifted = cube((20, 20, 20), (5, 5, 8), 8)
+    spacing = (1.0, 1.0, 1.0)
+    brute = surface(shifted > 0), surface(reference > 0)
+    scale = np.asarray(spacing[::-1])
+    a, b = np.argwhere(brute[0]) * scale, np.argwhere(brute[1]) * scale
+    pairwise = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)
+    expected = (np.count_nonzero(pairwise.min(axis=1) <= 2.0) + np.count_nonzero(
+        pairwise.min(axis=0) <= 2.0
+    )) / (len(a) + len(b))
+    assert 0.0 < expected < 1.0
+    assert surface_dice(shifted, reference, spacing, 2.0) == pytest.approx(expected)
+    assert surface_dice(shifted, reference, spacing, 4.0) == 1.0
+    # The tolerance is in mm: at 0.5 mm voxels the same 3-voxel shift is 1.5 mm.
+    assert surface_dice(shifted, reference, (0.5, 0.5, 0.5), 2.0) == 1.0
+
+
+def test_surface_dice_of_empty_masks() -> None:
+    empty = np.zeros((5, 5, 5), np.uint8)
+    full = cube((5, 5, 5), (1, 1, 1), 2)
+    assert surface_dice(empty, empty, (1.0, 1.0, 1.0)) == 1.0
+    assert surface_dice(full, empty, (1.0, 1.0, 1.0)) == 0.0
+    assert surface_dice(empty, full, (1.0, 1.0, 1.0)) == 0.0
