@@ -16,6 +16,7 @@ from AutoCTVLib.metrics import (
     summarize,
     surface,
     surface_dice,
+    surface_distance_metrics,
 )
 
 
@@ -125,9 +126,10 @@ def test_surface_dice_counts_surface_voxels_within_the_tolerance() -> None:
     scale = np.asarray(spacing[::-1])
     a, b = np.argwhere(brute[0]) * scale, np.argwhere(brute[1]) * scale
     pairwise = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)
-    expected = (np.count_nonzero(pairwise.min(axis=1) <= 2.0) + np.count_nonzero(
-        pairwise.min(axis=0) <= 2.0
-    )) / (len(a) + len(b))
+    expected = (
+        np.count_nonzero(pairwise.min(axis=1) <= 2.0)
+        + np.count_nonzero(pairwise.min(axis=0) <= 2.0)
+    ) / (len(a) + len(b))
     assert 0.0 < expected < 1.0
     assert surface_dice(shifted, reference, spacing, 2.0) == pytest.approx(expected)
     assert surface_dice(shifted, reference, spacing, 4.0) == 1.0
@@ -141,3 +143,15 @@ def test_surface_dice_of_empty_masks() -> None:
     assert surface_dice(empty, empty, (1.0, 1.0, 1.0)) == 1.0
     assert surface_dice(full, empty, (1.0, 1.0, 1.0)) == 0.0
     assert surface_dice(empty, full, (1.0, 1.0, 1.0)) == 0.0
+
+
+def test_surface_distance_metrics_equal_hd95_and_surface_dice() -> None:
+    rng = np.random.default_rng(3)
+    a = ndimage.binary_dilation(rng.random((12, 14, 16)) > 0.97, iterations=2)
+    b = ndimage.binary_dilation(rng.random((12, 14, 16)) > 0.97, iterations=2)
+    spacing = (0.8, 1.1, 2.5)
+    both = surface_distance_metrics(a, b, spacing, 2.0)
+    assert both["hd95_mm"] == hd95(a, b, spacing)
+    assert both["surface_dice"] == surface_dice(a, b, spacing, 2.0)
+    empty = np.zeros_like(a)
+    assert surface_distance_metrics(a, empty, spacing) == {"hd95_mm": math.inf, "surface_dice": 0.0}

@@ -142,13 +142,13 @@ def test_summary_rows_per_method_and_variant() -> None:
     table = summary_rows(_rows(), ["autoctv", "monai", "nnunet"])
     assert [row[:3] for row in table] == [
         ["AutoCTV cascade", "all", 3],
-        ["MONAI DynUNet", "all", 3],
+        ["MONAI UNet", "all", 3],
         ["nnU-Net v2 3d_fullres", "all", 3],
         ["AutoCTV cascade", "held-out test (varied grids)", 1],
-        ["MONAI DynUNet", "held-out test (varied grids)", 1],
+        ["MONAI UNet", "held-out test (varied grids)", 1],
         ["nnU-Net v2 3d_fullres", "held-out test (varied grids)", 1],
         ["AutoCTV cascade", "feet first", 2],
-        ["MONAI DynUNet", "feet first", 2],
+        ["MONAI UNet", "feet first", 2],
         ["nnU-Net v2 3d_fullres", "feet first", 2],
     ]
     assert table[0][3:] == ["0.900", "0.900", "4.0", "4.0", "0.450", "2.0", "900"]
@@ -165,7 +165,7 @@ def test_report_names_the_peers_the_budget_and_same_data(tmp_path: Path) -> None
     write_report(tmp_path / "peers", _rows(), trainings, {"device": "cpu"}, ["Same data: yes."])
     text = (tmp_path / "peers.md").read_text()
     for needle in (
-        "MONAI DynUNet",
+        "MONAI UNet",
         "nnU-Net v2 3d_fullres",
         "Same data",
         "budget (wall s)",
@@ -181,6 +181,20 @@ def test_box_plot_is_written(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="the box plot needs matplotlib (extra 'plots')")
     box_plot(_rows(), tmp_path / "box.png", "test")
     assert (tmp_path / "box.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cases_are_interleaved_so_a_cut_run_covers_every_variant() -> None:
+    from peers import interleaved
+
+    cases = [{"variant": v, "seed": s} for v in ("test", "default", "flip") for s in (1, 2)]
+    assert [(c["variant"], c["seed"]) for c in interleaved(cases)] == [
+        ("test", 1),
+        ("default", 1),
+        ("flip", 1),
+        ("test", 2),
+        ("default", 2),
+        ("flip", 2),
+    ]
 
 
 PEERS_INSTALLED = all(importlib.util.find_spec(name) for name in ("monai", "nnunetv2"))

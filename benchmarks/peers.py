@@ -14,7 +14,7 @@
    * AutoCTV: ``train_segmenter.py`` (the code path of ``autoctv train --config`` with the
      committed ``configs/ctv_segmenter.json``; the locator is the bundled 6 mm model, as in the
      shipped cascade) with ``--max-train-seconds``;
-   * MONAI: ``peers_monai.py train`` (DynUNet, MONAI's standard transforms);
+   * MONAI: ``peers_monai.py train`` (UNet, MONAI's standard transforms);
    * nnU-Net v2: ``nnUNetv2_plan_and_preprocess -c 3d_fullres``, then ``peers_nnunet.py
      train`` (nnU-Net's trainer with a budget).
 
@@ -143,6 +143,41 @@ def args_dataset_id() -> int:
     return _DATASET_ID[0]
 
 
+def nnunet_plan_and_preprocess(
+    work: Path, dataset_id: int, workers: int, spacing_zyx: list[float] | None = None
+) -> dict[str, Any]:
+    """``nnUNetv2_plan_and_preprocess -c 3d_fullres`` once (its measured record is kept).
+
+    ``spacing_zyx``: nnU-Net's ``-overwrite_target_spacing`` (mm, z, y, x), or its own plan.
+    """
+    stored = work / "nnunet_plan_and_preprocess.json"
+    if stored.exists():
+        return json.loads(stored.read_text())
+    extra = [] if not spacing_zyx else ["-overwrite_target_spacing", *map(str, spacing_zyx)]
+    record = measured_run(
+        [
+            _tool("nnUNetv2_plan_and_preprocess"),
+            "-d",
+            str(dataset_id),
+            "-c",
+            "3d_fullres",
+            "-np",
+            str(workers),
+            "-npfp",
+            str(workers),
+            "--verify_dataset_integrity",
+            *extra,
+        ],
+        work / "logs" / "nnunet_plan_and_preprocess.log",
+        env=nnunet_env(work, workers, workers),
+    )
+    if record["returncode"] != 0:
+        raise SystemExit(f"nnUNetv2_plan_and_preprocess failed; see {work / 'logs'}")
+    record["target_spacing_zyx_mm"] = spacing_zyx or "nnU-Net's own plan"
+    stored.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
 def train_all(args: argparse.Namespace, data: dict[str, Any], device: str) -> dict[str, Any]:
     """Train every method of ``args.methods`` (skipping those already trained); records."""
     work = args.work
@@ -212,24 +247,9 @@ def train_all(args: argparse.Namespace, data: dict[str, Any], device: str) -> di
                 "model": str(work / "monai" / "model.pt"),
             }
         else:
-            preprocess = measured_run(
-                [
-                    _tool("nnUNetv2_plan_and_preprocess"),
-                    "-d",
-                    str(args.nnunet_id),
-                    "-c",
-                    "3d_fullres",
-                    "-np",
-                    str(args.workers),
-                    "-npfp",
-                    str(args.workers),
-                    "--verify_dataset_integrity",
-                ],
-                work / "logs" / "nnunet_plan_and_preprocess.log",
-                env=env,
+            preprocess = nnunet_plan_and_preprocess(
+                work, args.nnunet_id, args.workers, args.nnunet_spacing
             )
-            if preprocess["returncode"] != 0:
-                raise SystemExit("nnUNetv2_plan_and_preprocess failed; see logs/")
             from peers_nnunet import write_split
 
             preprocessed = work / "nnunet_preprocessed" / data["dataset_name"]
@@ -295,19 +315,48 @@ def heldout_files(work: Path, test_cases: int, per_variant: int) -> list[dict[st
     return cases
 
 
+def interleaved(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first case of every variant, then the second of each, ...
+
+    So that a run cut short (``--report-only`` on what is done) still covers every variant.
+    """
+    rank: dict[str, int] = {}
+    order = []
+    for case in cases:
+        index = rank.get(case["variant"], 0)
+        rank[case["variant"]] = index + 1
+        order.append((index, VARIANTS.index(case["variant"]), case["seed"]))
+    return [case for _, case in sorted(zip(order, cases), key=lambda pair: pair[0])]
+
+
 def evaluate(
     args: argparse.Namespace, trainings: dict[str, Any], cases: list[dict[str, Any]], device: str
 ) -> list[dict[str, Any]]:
     """Every method on every case, a fresh process each; per-case rows."""
+    import numpy as np
+
     from AutoCTVLib.io.image_files import read_labelmap
-    from AutoCTVLib.metrics import segmentation_metrics, surface_dice
+    from AutoCTVLib.metrics import dice, surface_distance_metrics
 
     env = nnunet_env(args.work, args.workers, args.threads)
+    stored = args.work / "per_case.jsonl"
+    done = {}
+    if stored.exists():
+        for line in stored.read_text().splitlines():
+            row = json.loads(line)
+            done[(row["method"], row["variant"], row["seed"])] = row
     rows = []
     for case in cases:
         reference = read_labelmap(case["ctv"])
         spacing = reference.geometry.spacing_xyz_mm
+        voxel_ml = reference.geometry.voxel_volume_ml
         for method in args.methods:
+            key = (method, case["variant"], case["seed"])
+            if key in done:
+                rows.append(done[key])
+                continue
+            if args.report_only:
+                continue
             name = f"{method}_{case['variant']}_{case['seed']}"
             label_path = args.work / "predictions" / f"{name}.nii.gz"
             record_path = args.work / "predictions" / f"{name}.json"
@@ -329,19 +378,26 @@ def evaluate(
                 device,
                 "--threads",
                 str(args.threads),
+                "--nnunet-step",
+                str(args.nnunet_step),
             ]
             process = measured_run(command, args.work / "logs" / f"predict_{name}.log", env=env)
             if process["returncode"] != 0:
                 raise SystemExit(f"{method} failed on {name}; see {args.work / 'logs'}")
             timing = json.loads(record_path.read_text())
             label = read_labelmap(label_path, reference.geometry).array
-            metrics = segmentation_metrics(label, reference.array, spacing)
+            metrics = {
+                "dice": dice(label, reference.array),
+                **surface_distance_metrics(label, reference.array, spacing, 2.0),
+                "volume_pred_ml": float(np.count_nonzero(label)) * voxel_ml,
+                "volume_ref_ml": float(np.count_nonzero(reference.array)) * voxel_ml,
+            }
+            metrics["surface_dice_2mm"] = metrics.pop("surface_dice")
             row = {
                 "method": method,
                 "variant": case["variant"],
                 "seed": case["seed"],
                 **metrics,
-                "surface_dice_2mm": surface_dice(label, reference.array, spacing, 2.0),
                 "predict_s": timing["predict_s"],
                 "load_s": timing["load_s"],
                 "process_wall_s": process["wall_s"],
@@ -349,6 +405,8 @@ def evaluate(
                 "peak_rss_mib": process["peak_rss_mib"],
             }
             rows.append(row)
+            with open(stored, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
             print(
                 f"{name}: Dice {row['dice']:.3f}, HD95 {row['hd95_mm']:.1f} mm, SDice "
                 f"{row['surface_dice_2mm']:.3f}, {row['predict_s']:.1f} s, "
@@ -374,8 +432,24 @@ def main() -> None:
     parser.add_argument("--test-cases", type=int, default=4)
     parser.add_argument("--per-variant", type=int, default=2)
     parser.add_argument("--nnunet-id", type=int, default=731)
+    parser.add_argument(
+        "--nnunet-spacing",
+        type=float,
+        nargs=3,
+        metavar=("Z", "Y", "X"),
+        help="nnU-Net's target spacing in mm (-overwrite_target_spacing; default its own plan)",
+    )
+    parser.add_argument(
+        "--nnunet-step", type=float, default=0.5, help="nnU-Net's tile step (its default 0.5)"
+    )
     parser.add_argument("--out", type=Path, default=BENCHMARKS / "results" / "peers")
     parser.add_argument("--note", action="append", default=[], help="a paragraph for the table")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="no training or prediction: the report from what the work folder holds (cases not "
+        "yet predicted by every method are left out)",
+    )
     args = parser.parse_args()
     args.methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(args.methods) - set(METHOD_LABELS))
@@ -390,9 +464,25 @@ def main() -> None:
     size = tuple(int(v) for v in args.size.split(",")) if args.size else None
     started = time.perf_counter()
     data = prepare_training_data(args.work, args.cases, args.workers, size)
-    trainings = train_all(args, data, device)
-    cases = heldout_files(args.work, args.test_cases, args.per_variant)
+    if args.report_only:
+        trainings = json.loads((args.work / "trainings.json").read_text())
+    else:
+        trainings = train_all(args, data, device)
+    cases = interleaved(heldout_files(args.work, args.test_cases, args.per_variant))
     per_case = evaluate(args, trainings, cases, device)
+    complete = {
+        (c["variant"], c["seed"])
+        for c in cases
+        if all(
+            any(
+                r["method"] == m and (r["variant"], r["seed"]) == (c["variant"], c["seed"])
+                for r in per_case
+            )
+            for m in args.methods
+        )
+    }
+    per_case = [r for r in per_case if (r["variant"], r["seed"]) in complete]
+    cases = [c for c in cases if (c["variant"], c["seed"]) in complete]
     budget_min = args.budget_s / 60.0
     setup = {
         "device": device,

@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--mirroring", action="store_true", help="nnU-Net's mirroring TTA")
+    parser.add_argument("--nnunet-step", type=float, default=0.5, help="nnU-Net's tile step")
     args = parser.parse_args()
 
     import torch
@@ -60,7 +61,9 @@ def main() -> None:
     else:
         import peers_nnunet
 
-        predictor = peers_nnunet.load_predictor(args.model, args.device, args.mirroring)
+        predictor = peers_nnunet.load_predictor(
+            args.model, args.device, args.mirroring, args.nnunet_step
+        )
         loaded = time.perf_counter()
         label = peers_nnunet.predict_case(predictor, args.ct)
     finished = time.perf_counter()

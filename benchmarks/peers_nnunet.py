@@ -114,8 +114,16 @@ def _budget_trainer_class() -> type:
 
         budget: TimeBudget | None = None
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
+        # nnU-Net records its constructor's arguments by name: keep its exact signature.
+        def __init__(
+            self,
+            plans: dict,
+            configuration: str,
+            fold: int,
+            dataset_json: dict,
+            device: torch.device = torch.device("cuda"),  # noqa: B008 (nnU-Net's default)
+        ) -> None:
+            super().__init__(plans, configuration, fold, dataset_json, device)
             # 5 instead of 50 pseudo-Dice batches per epoch: on a CPU nnU-Net's 50 cost minutes.
             self.num_val_iterations_per_epoch = 5
 
@@ -158,7 +166,12 @@ def train(
     from batchgenerators.utilities.file_and_folder_operations import load_json
 
     plans = load_json(str(preprocessed_dataset / "nnUNetPlans.json"))
+    plans["continue_training"] = False  # as nnU-Net's own entry point sets it for a new run
     dataset_json = load_json(str(preprocessed_dataset / "dataset.json"))
+    if device.startswith("cuda"):
+        # nnU-Net's entry point on a GPU: one CPU thread, cuDNN autotuning.
+        torch.set_num_threads(1)
+        torch.backends.cudnn.benchmark = True
     trainer_class = _budget_trainer_class()
     started = time.perf_counter()
     trainer = trainer_class(
@@ -186,8 +199,11 @@ def train(
     return record
 
 
-def load_predictor(model_folder: Path, device: str, mirroring: bool) -> Any:
-    """An ``nnUNetPredictor`` with the fold-0 final checkpoint of a budgeted run."""
+def load_predictor(model_folder: Path, device: str, mirroring: bool, step: float = 0.5) -> Any:
+    """An ``nnUNetPredictor`` with the fold-0 final checkpoint of a budgeted run.
+
+    ``step``: the sliding window's step as a fraction of the patch (nnU-Net's default 0.5).
+    """
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -212,7 +228,7 @@ def load_predictor(model_folder: Path, device: str, mirroring: bool) -> Any:
     )
     network.load_state_dict(checkpoint["network_weights"])
     predictor = nnUNetPredictor(
-        tile_step_size=0.5,
+        tile_step_size=step,
         use_gaussian=True,
         use_mirroring=mirroring,
         perform_everything_on_device=device != "cpu",

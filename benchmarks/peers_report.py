@@ -23,7 +23,7 @@ from common import write_results
 
 METHOD_LABELS = {
     "autoctv": "AutoCTV cascade",
-    "monai": "MONAI DynUNet",
+    "monai": "MONAI UNet",
     "nnunet": "nnU-Net v2 3d_fullres",
 }
 VARIANT_LABELS = {
