@@ -515,6 +515,8 @@ def main() -> None:
         "(os.wait4), model loading included.",
         *args.note,
     ]
+    # The results name paths relative to the repository, never this machine's folders.
+    trainings = json.loads(json.dumps(trainings).replace(str(REPOSITORY) + os.sep, ""))
     write_report(args.out, per_case, trainings, setup, notes)
     box_plot(
         per_case,
