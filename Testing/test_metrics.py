@@ -15,6 +15,8 @@ from AutoCTVLib.metrics import (
     segmentation_metrics,
     summarize,
     surface,
+    surface_dice,
+    surface_distance_metrics,
 )
 
 
@@ -111,3 +113,45 @@ def test_surface_distances_on_the_joint_box_equal_those_on_the_whole_grid(seed: 
     expected = on_grid[surface(source)]
     actual = directed_surface_distances(source, target, spacing_xyz_mm)
     np.testing.assert_allclose(actual, expected)
+
+
+def test_surface_dice_counts_surface_voxels_within_the_tolerance() -> None:
+    reference = cube((20, 20, 20), (5, 5, 5), 8)
+    assert surface_dice(reference, reference, (1.0, 1.0, 1.0)) == 1.0
+    # Shifted by 3 voxels along x at 1 mm: faces parallel to x stay within 2 mm only where the
+    # cubes overlap; at 4 mm tolerance every surface voxel is within reach.
+    shifted = cube((20, 20, 20), (5, 5, 8), 8)
+    spacing = (1.0, 1.0, 1.0)
+    brute = surface(shifted > 0), surface(reference > 0)
+    scale = np.asarray(spacing[::-1])
+    a, b = np.argwhere(brute[0]) * scale, np.argwhere(brute[1]) * scale
+    pairwise = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)
+    expected = (
+        np.count_nonzero(pairwise.min(axis=1) <= 2.0)
+        + np.count_nonzero(pairwise.min(axis=0) <= 2.0)
+    ) / (len(a) + len(b))
+    assert 0.0 < expected < 1.0
+    assert surface_dice(shifted, reference, spacing, 2.0) == pytest.approx(expected)
+    assert surface_dice(shifted, reference, spacing, 4.0) == 1.0
+    # The tolerance is in mm: at 0.5 mm voxels the same 3-voxel shift is 1.5 mm.
+    assert surface_dice(shifted, reference, (0.5, 0.5, 0.5), 2.0) == 1.0
+
+
+def test_surface_dice_of_empty_masks() -> None:
+    empty = np.zeros((5, 5, 5), np.uint8)
+    full = cube((5, 5, 5), (1, 1, 1), 2)
+    assert surface_dice(empty, empty, (1.0, 1.0, 1.0)) == 1.0
+    assert surface_dice(full, empty, (1.0, 1.0, 1.0)) == 0.0
+    assert surface_dice(empty, full, (1.0, 1.0, 1.0)) == 0.0
+
+
+def test_surface_distance_metrics_equal_hd95_and_surface_dice() -> None:
+    rng = np.random.default_rng(3)
+    a = ndimage.binary_dilation(rng.random((12, 14, 16)) > 0.97, iterations=2)
+    b = ndimage.binary_dilation(rng.random((12, 14, 16)) > 0.97, iterations=2)
+    spacing = (0.8, 1.1, 2.5)
+    both = surface_distance_metrics(a, b, spacing, 2.0)
+    assert both["hd95_mm"] == hd95(a, b, spacing)
+    assert both["surface_dice"] == surface_dice(a, b, spacing, 2.0)
+    empty = np.zeros_like(a)
+    assert surface_distance_metrics(a, empty, spacing) == {"hd95_mm": math.inf, "surface_dice": 0.0}

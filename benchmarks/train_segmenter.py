@@ -82,11 +82,16 @@ def write_training_dataset(
 
 
 class TimeLimit:
-    """A training callback: after ``seconds`` of training, validate once more and stop."""
+    """A training callback: after ``seconds`` of training, validate once more and stop.
+
+    ``loop_seconds``: wall seconds from the first iteration to the stop (the final validation
+    not included), or to the end of training when the limit was not reached.
+    """
 
     def __init__(self, seconds: float) -> None:
         self.seconds = float(seconds)
         self.started = time.perf_counter()
+        self.loop_seconds: float | None = None
 
     def on_train_start(self, trainer: Any) -> None:
         self.started = time.perf_counter()
@@ -95,6 +100,7 @@ class TimeLimit:
         if time.perf_counter() - self.started < self.seconds or trainer.state.stopped_early:
             return
         iteration = record["iteration"]
+        self.loop_seconds = time.perf_counter() - self.started
         if iteration % trainer.config.val_every and iteration != trainer.config.iterations:
             trainer.record_validation(trainer.validate(iteration))
         trainer.state.stopped_early = True
@@ -104,7 +110,8 @@ class TimeLimit:
         print(f"validation at {record['iteration']}: Dice {record['dice_mean']:.4f}", flush=True)
 
     def on_train_end(self, trainer: Any) -> None:
-        pass
+        if self.loop_seconds is None:
+            self.loop_seconds = time.perf_counter() - self.started
 
 
 def main() -> None:
@@ -167,6 +174,8 @@ def main() -> None:
         "config": config.to_dict(),
         "iterations_run": summary.result.iterations,
         "stopped_by_time_limit": summary.result.stopped_early,
+        "time_limit_s": args.max_train_seconds,
+        "loop_seconds": callbacks[0].loop_seconds if callbacks else None,
         "best_iteration": summary.result.best_iteration,
         "best_validation_dice": summary.result.best_dice,
         "train_cases": list(summary.train_case_ids),
