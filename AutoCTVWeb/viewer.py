@@ -9,8 +9,14 @@ per-slice Dice of the current (edited) CTV against the model's, and paint / eras
 with undo through trame-slicer's segment editor.
 
 Layouts include "Side by side" (:mod:`.viewer_compare`); "New structure" / "Complete" run
-sparse-slice completion (:mod:`.viewer_completion`). A slice change moves only the axial
-views, and the slice views keep no slice-plane models, so only the axial views re-render.
+sparse-slice completion (:mod:`.viewer_completion`: the completion network in a child process
+or interpolation in a worker thread, never on the event loop) and store the result with the
+case (:mod:`.structures`). A slice change moves only the axial views, and the slice views
+keep no slice-plane models, so only the axial views re-render.
+
+One viewer serves every connected page (one scene, one state; :mod:`.viewer_sharing` counts
+the pages): opening another case never silently discards unsaved work, and the buttons that
+write carry the case they were pressed for.
 
 With an access token set, the websocket itself is checked on connect (:mod:`.viewer_gate`),
 so every page connected here has the token and ``autoctv web`` gives the viewer no token of

@@ -230,7 +230,7 @@ def test_upload_view_play_edit_download(server: WebServer, files: dict[str, Path
         page.click("#refresh-cases")
         empty = ctv_pixels(page.screenshot())
         page.click(f"#case-{case_id}")
-        wait_for(lambda: slice_label(page)[1] == 47, 60, "the case to open")
+        wait_for(lambda: slice_label(page)[1] == 47, 120, "the case to open")
         view = page.locator(".remote-controlled-area").first
         drawn = wait_for(lambda: ctv_pixels(view.screenshot()) > 200, 60, "the CTV to be drawn")
         assert drawn and empty < 50, empty
@@ -428,7 +428,7 @@ def test_slice_change_renders_only_the_axial_view(server: WebServer, files: dict
         page.click("#layout-0")  # quad: coronal, sagittal, 3D, axial
         page.click("#refresh-cases")
         page.click(f"#case-{case_id}")
-        wait_for(lambda: slice_label(page)[1] == 47, 60, "the case to open")
+        wait_for(lambda: slice_label(page)[1] == 47, 120, "the case to open")
         views = page.locator(".remote-controlled-area")
         wait_for(lambda: views.count() == 4, 60, "four views")
         # the opening frames have all arrived once no view got a new one for 2 s
@@ -507,7 +507,7 @@ def test_heat_map_legend_opacity_and_review_list(server: WebServer, files: dict[
         page.click("#layout-1")  # axial only
         page.click("#refresh-cases")
         page.click(f"#case-{case_id}")
-        wait_for(lambda: slice_label(page)[1] == 23, 60, "the case to open")
+        wait_for(lambda: slice_label(page)[1] == 23, 120, "the case to open")
         view = page.locator(".remote-controlled-area").first
 
         # the review list: a click on an entry shows that entry's slice
@@ -563,7 +563,7 @@ def test_two_pages_share_the_viewer_without_losing_edits(server: WebServer, file
         first.click("#layout-1")
         first.click("#refresh-cases")
         first.click(f"#case-{first_id}")
-        wait_for(lambda: slice_label(first)[1] == 23, 60, "the first case to open")
+        wait_for(lambda: slice_label(first)[1] == 23, 120, "the first case to open")
         view = first.locator(".remote-controlled-area").first
         first.click("#ctv-slice")
         wait_for(lambda: dice_text(first) == "1", 60, "the CTV slice")
