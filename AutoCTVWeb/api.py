@@ -8,6 +8,8 @@ GET     /api/cases/{id}                  ``{"id", "status", "progress", "error",
 GET     /api/cases/{id}/{kind}           kind: rtstruct, seg, segnrrd, nifti, report; the
                                          edited contour once saved (``?version=model``: the
                                          model's)
+GET     /api/cases/{id}/structures       structures completed in the viewer (sparse slices)
+GET     /api/cases/{id}/structures/{n}/{kind}   kind: nifti, segnrrd, rtstruct, drawn
 POST    /api/cases/{id}/cancel           stop a waiting or running case
 DELETE  /api/cases/{id}                  cancel if needed, delete the row and every file
 GET     /api/health                      ``{"status": "ok", "version"}``
@@ -35,6 +37,7 @@ from AutoCTVLib.errors import AutoCTVError
 from .auth import authorized
 from .edited import EDITED_FILES, EDITED_FOLDER
 from .store import CaseRecord, CaseStore, is_case_id, new_case_id, now_s
+from .structures import STRUCTURE_DOWNLOADS, structure_dir
 from .uploads import (
     DEFAULT_MAX_UPLOAD_BYTES,
     REFERENCE_FILE,
@@ -96,6 +99,7 @@ def case_json(record: CaseRecord, queue: CaseQueue) -> dict[str, Any]:
     data["edited"] = (edited_dir / EDITED_FILES["nifti"]).is_file()
     reference = queue.store.case_dir(record.id) / REFERENCE_FOLDER / REFERENCE_FILE
     data["reference"] = reference.is_file()
+    data["structures"] = [s.as_json() for s in queue.store.structures(record.id)]
     return data
 
 
@@ -146,6 +150,38 @@ async def download(request: web.Request) -> web.StreamResponse:
     if not path.is_file():
         return _error(404, f"this case has no {kind} result")
     filename = f"autoctv-{record.id[:8]}-{prefix}{name}"
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": content_type,
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        },
+    )
+
+
+async def list_structures(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS_KEY]
+    record = _record(request)
+    return web.json_response([s.as_json() for s in settings.store.structures(record.id)])
+
+
+async def download_structure(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS_KEY]
+    record = _record(request)
+    kind = request.match_info["kind"]
+    text = request.match_info["number"]
+    number = int(text) if text.isdigit() else 0
+    structure = settings.store.structure(record.id, number) if number > 0 else None
+    if structure is None:
+        return _error(404, f"this case has no structure {text}")
+    if kind not in STRUCTURE_DOWNLOADS:
+        names = ", ".join(STRUCTURE_DOWNLOADS)
+        return _error(404, f"no structure download named {kind}; there are {names}")
+    name, content_type = STRUCTURE_DOWNLOADS[kind]
+    path = structure_dir(settings.store.case_dir(record.id), number) / name
+    if kind not in structure.files.split(",") or not path.is_file():
+        return _error(404, f"structure {number} has no {kind} file")
+    filename = f"autoctv-{record.id[:8]}-structure{number}-{name}"
     return web.FileResponse(
         path,
         headers={
@@ -321,4 +357,7 @@ def add_api_routes(app: web.Application) -> None:
     app.router.add_get("/api/cases/{case_id}", get_case)
     app.router.add_delete("/api/cases/{case_id}", delete_case)
     app.router.add_post("/api/cases/{case_id}/cancel", cancel_case)
+    # before /{kind}: aiohttp tries the routes in the order they were added
+    app.router.add_get("/api/cases/{case_id}/structures", list_structures)
+    app.router.add_get("/api/cases/{case_id}/structures/{number}/{kind}", download_structure)
     app.router.add_get("/api/cases/{case_id}/{kind}", download)

@@ -17,7 +17,7 @@ import numpy as np
 
 from AutoCTVLib import terminology
 from AutoCTVLib.compat import dicom_seg_supported
-from AutoCTVLib.io.ct_reader import read_ct
+from AutoCTVLib.io.ct_reader import LoadedCT, read_ct
 from AutoCTVLib.io.dicom_seg_write import write_dicom_seg
 from AutoCTVLib.io.identity import SeriesIdentity
 from AutoCTVLib.io.image_files import write_labelmap
@@ -34,6 +34,15 @@ EDITED_FILES = {
 }
 
 
+def read_case_ct(case_dir: Path, input_path: str, series_uid: str) -> LoadedCT:
+    """The CT that a case's DICOM outputs reference: the uploaded series, or for an image-file
+    upload the DICOM series ``autoctv predict --create-dicom-ct`` wrote (``out/ct_dicom``)."""
+    dicom_ct = case_dir / "out" / "ct_dicom"
+    if dicom_ct.is_dir():
+        return read_ct(dicom_ct)
+    return read_ct(case_dir / input_path, series_uid=series_uid or None)
+
+
 def write_edited_outputs(
     case_dir: Path,
     input_path: str,
@@ -48,12 +57,9 @@ def write_edited_outputs(
     ``model_name`` / ``model_version`` name the model whose contour was edited (the DICOM
     SEG's algorithm identification).
     """
-    out_dir = case_dir / "out"
-    target = out_dir / EDITED_FOLDER
+    target = case_dir / "out" / EDITED_FOLDER
     target.mkdir(parents=True, exist_ok=True)
-    dicom_ct = out_dir / "ct_dicom"
-    source = dicom_ct if dicom_ct.is_dir() else case_dir / input_path
-    loaded = read_ct(source, series_uid=None if dicom_ct.is_dir() else (series_uid or None))
+    loaded = read_case_ct(case_dir, input_path, series_uid)
     geometry = loaded.volume.geometry
     mask = np.asarray(label_zyx) != 0
     if mask.shape != geometry.shape_zyx:

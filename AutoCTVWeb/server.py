@@ -92,7 +92,7 @@ def _serve_with_viewer(
         # the websocket's hello must carry the token, else wslink refuses it and sends nothing
         server.cli.set_defaults(authKey=settings.token)
     # every connected page has passed the websocket's check, so the viewer needs no own lock
-    CaseViewer(server, settings.store, "")
+    CaseViewer(server, settings.store, "", device=settings.queue.device)
 
     def bind(wslink_server: object) -> None:
         app = wslink_server.app  # type: ignore[attr-defined]

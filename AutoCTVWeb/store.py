@@ -5,11 +5,14 @@ Layout of the data folder::
     <data>/autoctv-web.sqlite3        the case table (WAL journal; every change is committed)
     <data>/cases/<id>/input/          the validated upload (a DICOM folder or one image file)
     <data>/cases/<id>/out/            the outputs of ``autoctv predict`` for this case
+    <data>/cases/<id>/out/structures/<n>/   structure n completed in the viewer
     <data>/incoming/                  uploads being received and checked (emptied at start)
 
 A row is written only after its upload has been validated, so a refused upload leaves no row
 and no folder. Each change is committed at once, so the list survives a restart and a kill -9;
 cases that were queued or running when the server stopped are queued again at the next start.
+A second table, ``structures``, records every structure completed from sparse slices in the
+viewer (its case, number, method, drawn slices, size and time); deleting a case deletes them.
 """
 
 from __future__ import annotations
@@ -52,6 +55,55 @@ _COLUMNS = (
     ("started_at", "REAL"),
     ("finished_at", "REAL"),
 )
+
+
+_STRUCTURE_COLUMNS = (
+    ("case_id", "TEXT NOT NULL"),
+    ("number", "INTEGER NOT NULL"),
+    ("name", "TEXT NOT NULL"),
+    ("method", "TEXT NOT NULL"),
+    ("drawn", "TEXT NOT NULL DEFAULT ''"),
+    ("drawn_slices", "INTEGER NOT NULL DEFAULT 0"),
+    ("voxels", "INTEGER NOT NULL DEFAULT 0"),
+    ("volume_ml", "REAL NOT NULL DEFAULT 0"),
+    ("seconds", "REAL NOT NULL DEFAULT 0"),
+    ("model", "TEXT NOT NULL DEFAULT ''"),
+    ("files", "TEXT NOT NULL DEFAULT ''"),
+    ("created_at", "REAL NOT NULL"),
+)
+
+
+@dataclass(frozen=True)
+class StructureRecord:
+    """A structure completed from a few drawn slices in the viewer, stored with its case.
+
+    ``number`` counts from 1 within the case (its folder is ``out/structures/<number>``);
+    ``method`` is the completion method ("learned" or "interpolate"); ``drawn`` says which
+    slices were drawn (e.g. "2 axial (z) slices: 20, 24") and ``drawn_slices`` how many;
+    ``volume_ml`` is the completed volume in mL; ``seconds`` the completion's wall time;
+    ``model`` the completion model ("name version sha256", "" for interpolation); ``files``
+    the download kinds written, comma-separated; ``created_at`` seconds since the epoch.
+    """
+
+    case_id: str
+    number: int
+    name: str
+    method: str
+    drawn: str
+    drawn_slices: int
+    voxels: int
+    volume_ml: float
+    seconds: float
+    model: str
+    files: str
+    created_at: float
+
+    def as_json(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict (``files`` as a list: the downloads)."""
+        data = asdict(self)
+        data["downloads"] = [kind for kind in self.files.split(",") if kind]
+        del data["files"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -118,6 +170,10 @@ class CaseStore:
         self._connection.execute("PRAGMA synchronous=FULL")
         columns = ", ".join(f"{name} {kind}" for name, kind in _COLUMNS)
         self._connection.execute(f"CREATE TABLE IF NOT EXISTS cases ({columns})")
+        columns = ", ".join(f"{name} {kind}" for name, kind in _STRUCTURE_COLUMNS)
+        self._connection.execute(
+            f"CREATE TABLE IF NOT EXISTS structures ({columns}, PRIMARY KEY (case_id, number))"
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -175,11 +231,47 @@ class CaseStore:
                 f"UPDATE cases SET {assignments} WHERE id = ?", [*changes.values(), case_id]
             )
 
+    def add_structure(self, record: StructureRecord) -> None:
+        """Record a completed structure (its files must already be in its folder)."""
+        values = asdict(record)
+        names = [name for name, _ in _STRUCTURE_COLUMNS]
+        placeholders = ", ".join("?" for _ in names)
+        with self._cursor() as cursor:
+            cursor.execute(
+                f"INSERT OR REPLACE INTO structures ({', '.join(names)}) VALUES ({placeholders})",
+                [values[name] for name in names],
+            )
+
+    def structures(self, case_id: str) -> list[StructureRecord]:
+        """The structures completed for a case, in the order they were made."""
+        with self._cursor() as cursor:
+            rows = cursor.execute(
+                "SELECT * FROM structures WHERE case_id = ? ORDER BY number", (case_id,)
+            ).fetchall()
+        return [StructureRecord(*row) for row in rows]
+
+    def structure(self, case_id: str, number: int) -> StructureRecord | None:
+        """One completed structure of a case, or None."""
+        with self._cursor() as cursor:
+            row = cursor.execute(
+                "SELECT * FROM structures WHERE case_id = ? AND number = ?", (case_id, number)
+            ).fetchone()
+        return None if row is None else StructureRecord(*row)
+
+    def next_structure_number(self, case_id: str) -> int:
+        """The number the next structure of this case gets (1 for the first)."""
+        with self._cursor() as cursor:
+            row = cursor.execute(
+                "SELECT MAX(number) FROM structures WHERE case_id = ?", (case_id,)
+            ).fetchone()
+        return 1 if row is None or row[0] is None else int(row[0]) + 1
+
     def delete(self, case_id: str) -> bool:
-        """Remove a case's row and its folder; False if there was no such case."""
+        """Remove a case's row, its structures and its folder; False if there was no such case."""
         with self._cursor() as cursor:
             cursor.execute("DELETE FROM cases WHERE id = ?", (case_id,))
             existed = cursor.rowcount > 0
+            cursor.execute("DELETE FROM structures WHERE case_id = ?", (case_id,))
         folder = self.case_dir(case_id)
         if folder.exists():
             shutil.rmtree(folder, ignore_errors=True)

@@ -40,7 +40,9 @@ class LoadedCase:
         ct_node: the CT volume node (scalar, HU).
         segmentation_node: the CTV segmentation node (one segment).
         heat_map_node: the entropy heat map node, or None without uncertainty.
-        label_zyx: the model's CTV labelmap (uint8, z, y, x) as loaded (before any edit).
+        label_zyx: the model's CTV labelmap (uint8, z, y, x), before any edit.
+        saved_zyx: the CTV as last saved: the edited contour when one was saved (the
+            segmentation node starts from it), else the model's.
         review: the review list (``[{"k", "score", "label"}]``), most uncertain first.
         reference_node / reference_zyx: the reference CTV uploaded with the CT (green
             segmentation node, and its uint8 (z, y, x) labelmap), or None.
@@ -57,6 +59,7 @@ class LoadedCase:
     reference_zyx: np.ndarray | None = None
     before_edit_node: Any | None = None  # side-by-side compare, made when first needed
     ct_volume: Any | None = None  # the CT as the library's Volume (sparse-slice completion)
+    saved_zyx: np.ndarray | None = None  # the CTV as last saved (edited, else the model's)
 
 
 def load_case(scene: Any, case_dir: Path, input_path: str, series_uid: str = "") -> LoadedCase:
@@ -75,7 +78,12 @@ def load_case(scene: Any, case_dir: Path, input_path: str, series_uid: str = "")
     ct_node = add_volume_node(ct, f"CT {case_dir.name[:8]}", scene)
     out = case_dir / "out"
     label = (read_labelmap(out / "ctv.nii.gz", reference=ct.geometry).array != 0).astype(np.uint8)
-    segmentation_node = add_segmentation_node(label, ct_node)
+    saved = label
+    edited_path = out / "edited" / "ctv.nii.gz"  # "Save edited contour" wrote it: show that
+    if edited_path.is_file():
+        edited = read_labelmap(edited_path, reference=ct.geometry).array != 0
+        saved = edited.astype(np.uint8)
+    segmentation_node = add_segmentation_node(saved, ct_node)
     heat_map_node = None
     review: list[dict[str, Any]] = []
     entropy_path = out / "uncertainty_entropy.nii.gz"
@@ -112,6 +120,7 @@ def load_case(scene: Any, case_dir: Path, input_path: str, series_uid: str = "")
         segmentation_node=segmentation_node,
         heat_map_node=heat_map_node,
         label_zyx=label,
+        saved_zyx=saved,
         slices=int(label.shape[0]),
         review=review,
     )
@@ -152,6 +161,26 @@ def slice_dice(first_zyx: np.ndarray, second_zyx: np.ndarray) -> list[float | No
         total = int(a.sum()) + int(b.sum())
         values.append(None if total == 0 else round(2.0 * int((a & b).sum()) / total, 4))
     return values
+
+
+def drop_slice_models(app_logic: Any) -> int:
+    """Remove the slice views' "slice models" (the planes a 3D view can show); how many.
+
+    Each slice view's logic keeps a model node of its plane, moved with the plane. Every slice
+    view's model displayable manager watches all model nodes, so moving the axial plane made
+    the coronal and sagittal views render again although they draw nothing of it. The viewer
+    never shows slice planes in 3D, so it removes these nodes (after every scene clear and
+    layout change: the logics make them again) and an axial slice change renders only the
+    axial views.
+    """
+    logics = app_logic.GetSliceLogics()
+    dropped = 0
+    for index in range(logics.GetNumberOfItems()):
+        logic = logics.GetItemAsObject(index)
+        if logic is not None and logic.GetSliceModelNode() is not None:
+            logic.DeleteSliceModel()
+            dropped += 1
+    return dropped
 
 
 def move_axial_views(volume_node: Any, k: int) -> int:

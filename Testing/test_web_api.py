@@ -28,6 +28,8 @@ from AutoCTVLib.io.image_files import write_float_map, write_labelmap
 from AutoCTVLib.io.rtstruct_read import rasterise_roi, read_rtstruct
 from AutoCTVLib.metrics import dice
 from AutoCTVWeb.edited import write_edited_outputs
+from AutoCTVWeb.store import CaseStore, StructureRecord
+from AutoCTVWeb.structures import write_structure_outputs
 
 pytestmark = needs_web
 
@@ -171,6 +173,86 @@ def test_upload_contour_download_and_history(server: WebServer, inputs: dict[str
     assert server.request("GET", "/api/cases/../../etc").status == 404
 
 
+def test_completed_structures_are_listed_and_downloaded(server: WebServer, inputs: dict[str, Path]):
+    """A structure completed in the viewer: files under the case, a history row, downloads."""
+    case_id = server.upload(inputs["zip"]).json()["id"]
+    case = server.wait_status(case_id, ["done", "failed", "cancelled"])
+    assert case["status"] == "done" and case["structures"] == []
+    assert server.request("GET", f"/api/cases/{case_id}/structures").json() == []
+    case_dir = server.data_dir / "cases" / case_id
+    loaded = read_ct(inputs["series"])
+    drawn = np.zeros(loaded.volume.array.shape, np.uint8)
+    drawn[[6, 12], 20:30, 24:36] = 1
+    completed = drawn.copy()
+    completed[6:13, 20:30, 24:36] = 1
+    kinds = write_structure_outputs(
+        case_dir,
+        case["input_path"],
+        case["series_uid"],
+        1,
+        "Structure 1",
+        completed,
+        drawn,
+        method="interpolate",
+        color_rgb=(0.3, 0.75, 1.0),
+    )
+    assert kinds == ["nifti", "segnrrd", "rtstruct", "drawn"]
+    # the viewer records it in the server's SQLite history (WAL: a second connection is fine)
+    store = CaseStore(server.data_dir)
+    store.add_structure(
+        StructureRecord(
+            case_id=case_id,
+            number=1,
+            name="Structure 1",
+            method="interpolate",
+            drawn="2 axial (z) slices: 6, 12",
+            drawn_slices=2,
+            voxels=int(completed.sum()),
+            volume_ml=1.0,
+            seconds=0.5,
+            model="",
+            files=",".join(kinds),
+            created_at=1.0,
+        )
+    )
+    store.close()
+    listed = server.request("GET", f"/api/cases/{case_id}/structures").json()
+    assert [(s["number"], s["method"], s["downloads"]) for s in listed] == [
+        (1, "interpolate", kinds)
+    ]
+    assert server.request("GET", f"/api/cases/{case_id}").json()["structures"] == listed
+    base = f"/api/cases/{case_id}/structures/1"
+    nifti = server.request("GET", base + "/nifti")
+    assert nifti.status == 200 and "structure1" in nifti.headers["Content-Disposition"]
+    path = inputs["root"] / "structure1.nii.gz"
+    path.write_bytes(nifti.body)
+    from AutoCTVLib.io.image_files import read_labelmap
+
+    back = read_labelmap(path, reference=loaded.volume.geometry).array != 0
+    assert np.array_equal(back, completed != 0)
+    drawn_back = inputs["root"] / "drawn1.nii.gz"
+    drawn_back.write_bytes(server.request("GET", base + "/drawn").body)
+    assert np.array_equal(
+        read_labelmap(drawn_back, reference=loaded.volume.geometry).array != 0, drawn != 0
+    )
+    assert server.request("GET", base + "/segnrrd").body.startswith(b"NRRD")
+    structure_set = read_rtstruct_bytes(server.request("GET", base + "/rtstruct"))
+    assert structure_set.roi_names == ["Structure 1"]
+    mask = rasterise_roi(structure_set, "Structure 1", loaded.volume.geometry, loaded.identity)
+    assert dice(mask, completed != 0) >= 0.9
+    assert server.request("GET", base + "/other").status == 404
+    assert server.request("GET", f"/api/cases/{case_id}/structures/2/nifti").status == 404
+    assert server.request("GET", f"/api/cases/{case_id}/structures/x/nifti").status == 404
+    # deleting the case deletes its structures' rows and files
+    assert server.request("DELETE", f"/api/cases/{case_id}").status == 204
+    assert not case_dir.exists()
+    store = CaseStore(server.data_dir)
+    try:
+        assert store.structures(case_id) == []
+    finally:
+        store.close()
+
+
 def test_nifti_upload_gets_dicom_outputs_too(server: WebServer, inputs: dict[str, Path]):
     answer = server.upload(inputs["nifti"])
     assert answer.status == 201, answer.body
@@ -309,6 +391,8 @@ def test_token_guards_every_api_request(inputs: dict[str, Path], tmp_path: Path)
             ("GET", case_path + "/rtstruct"),
             ("DELETE", case_path),
             ("POST", case_path + "/cancel"),
+            ("GET", case_path + "/structures"),
+            ("GET", case_path + "/structures/1/nifti"),
             ("GET", "/api/health"),
         ]:
             for wrong in ("", "not-the-token-at-all"):

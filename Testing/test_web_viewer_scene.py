@@ -42,3 +42,47 @@ def test_slice_change_moves_only_the_axial_views():
     normal = red[:3, 2] / np.linalg.norm(red[:3, 2])
     assert abs(float(np.dot(centre - red[:3, 3], normal))) < 1e-3
     assert np.allclose(red[:3, :3], before["Red"][:3, :3])
+
+
+def test_axial_slice_change_renders_only_the_axial_view():
+    """With the slice-plane models dropped, coronal and sagittal views do not render again."""
+    pytest.importorskip("trame_slicer", reason="trame-slicer (the web extra) is not installed")
+    from trame_slicer.core import SlicerApp
+    from trame_slicer.views import DirectViewFactory, ViewLayoutDefinition
+
+    from AutoCTVSlicerLib.volume_nodes import add_volume_node
+    from AutoCTVWeb.viewer_scene import drop_slice_models
+
+    app = SlicerApp()
+    slicer.mrmlScene = app.scene
+    app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
+    definitions = (
+        ViewLayoutDefinition.axial_view(),
+        ViewLayoutDefinition.coronal_view(),
+        ViewLayoutDefinition.sagittal_view(),
+    )
+    views = {d.singleton_tag: app.view_manager.create_view(d) for d in definitions}
+    geometry = make_geometry("oblique", shape_zyx=SHAPE_ZYX, spacing_xyz_mm=(1.5, 1.5, 3.0))
+    ramp = np.arange(np.prod(SHAPE_ZYX), dtype=np.float32).reshape(SHAPE_ZYX)
+    ct_node = add_volume_node(Volume(ramp, geometry), "CT", app.scene)
+    app.display_manager.show_volume(ct_node)
+    renders = dict.fromkeys(views, 0)
+    for name, view in views.items():
+        original = view.render
+
+        def counted(name: str = name, original: object = original) -> None:
+            renders[name] += 1
+            original()  # type: ignore[operator]
+
+        view.render = counted
+
+    move_axial_views(ct_node, 3)
+    assert renders["Red"] > 0
+    assert renders["Green"] > 0 and renders["Yellow"] > 0  # the slice-plane models, as made
+
+    assert drop_slice_models(app.app_logic) == 3
+    renders.update(dict.fromkeys(views, 0))
+    move_axial_views(ct_node, 4)
+    assert renders["Red"] > 0
+    assert renders == {"Red": renders["Red"], "Green": 0, "Yellow": 0}
+    assert drop_slice_models(app.app_logic) == 0

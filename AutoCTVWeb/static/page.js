@@ -131,6 +131,22 @@ async function refresh() {
       link.addEventListener("click", () => download(item.id, kind, "autoctv-" + kind));
       links.appendChild(link);
     }
+    // structures completed in the viewer from a few drawn slices (stored with the case)
+    for (const structure of item.structures || []) {
+      const group = document.createElement("div");
+      group.className = "structure";
+      group.dataset.structure = structure.number;
+      group.textContent = structure.name + " (" + structure.method + "): ";
+      for (const kind of structure.downloads) {
+        const link = document.createElement("a");
+        link.className = "download"; link.textContent = kind; link.dataset.kind = kind;
+        const path = "structures/" + structure.number + "/" + kind;
+        link.addEventListener("click", () => download(
+          item.id, path, "autoctv-structure" + structure.number + "-" + kind));
+        group.appendChild(link);
+      }
+      links.appendChild(group);
+    }
     cell(row, links);
     const actions = document.createElement("span");
     if (item.status === "queued" || item.status === "running") {
