@@ -82,8 +82,9 @@ def test_completion_keeps_the_page_responsive(drawing, method: str):
     if method == "learned":
         assert "completion_phantom" in completed.model
         assert progress, "no progress line from the child"
-    # the event loop kept running: no tick waited for the whole completion
-    assert largest_gap < 0.5 * total, (largest_gap, total)
+    # the event loop kept running: no tick waited for the whole completion (an interpolation
+    # may finish within a few ticks, so gaps up to 0.1 s are what the 20 ms ticker allows)
+    assert largest_gap < max(0.5 * total, 0.1), (largest_gap, total)
 
 
 def test_cancel_ends_the_child_without_a_result(drawing):
