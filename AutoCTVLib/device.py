@@ -11,13 +11,27 @@ from AutoCTVLib.options import DEVICE_CHOICES
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEVICE_CHOICES", "mps_available", "select_device"]
+__all__ = ["DEVICE_CHOICES", "mps_available", "native_bf16", "select_device"]
 
 
 def mps_available() -> bool:
     """True when torch was built with Apple MPS support and an MPS device is present."""
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True when ``device`` runs bfloat16 convolutions natively: a CUDA GPU with bf16 support,
+    or a CPU on which oneDNN has bf16 kernels (AVX-512 BF16 or AMX). Elsewhere bf16 is
+    emulated and slower than float32."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
 
 
 def select_device(request: str = "auto") -> torch.device:

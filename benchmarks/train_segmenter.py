@@ -117,6 +117,12 @@ class TimeLimit:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="run folder")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=CONFIG,
+        help="training configuration (default: the committed from-scratch one)",
+    )
     parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--iterations", type=int)
@@ -145,7 +151,7 @@ def main() -> None:
         seeds = range(TRAIN_SEED_START, TRAIN_SEED_START + args.cases)
         generate_s = write_training_dataset(dataset, seeds, args.workers, size)  # type: ignore[arg-type]
         print(f"{args.cases} phantoms in {generate_s:.0f} s", flush=True)
-    config = load_train_config(CONFIG)
+    config = load_train_config(args.config)
     changes: dict[str, Any] = {"loader_workers": args.workers, "deterministic": False}
     if args.iterations:
         changes["iterations"] = args.iterations
@@ -171,6 +177,7 @@ def main() -> None:
         "generate_seconds": generate_s,
         "train_seconds": train_s,
         "device": args.device,
+        "config_file": args.config.name,
         "config": config.to_dict(),
         "iterations_run": summary.result.iterations,
         "stopped_by_time_limit": summary.result.stopped_early,

@@ -561,10 +561,11 @@ def _sum_batches(
             add(batch_sums(index), count)
     else:
         mode = torch.inference_mode if torch.is_inference_mode_enabled() else torch.no_grad
+        autocast = _autocast_state()  # thread-local in torch: carried into the workers
 
         def task(index: int) -> torch.Tensor:
             _check_cancel(cancel)
-            with mode():
+            with mode(), _autocast_as(autocast):
                 return batch_sums(index)
 
         threads = torch.get_num_threads()
@@ -582,6 +583,24 @@ def _sum_batches(
             torch.set_num_threads(threads)
     assert total is not None
     return total
+
+
+def _autocast_state() -> list[tuple[str, torch.dtype]]:
+    """The autocast regions the calling thread is in: ``(device type, dtype)`` each."""
+    return [
+        (device, torch.get_autocast_dtype(device))
+        for device in ("cpu", "cuda")
+        if torch.is_autocast_enabled(device)
+    ]
+
+
+@contextlib.contextmanager
+def _autocast_as(state: Sequence[tuple[str, torch.dtype]]) -> Iterator[None]:
+    """Enter the autocast regions of :func:`_autocast_state` (in another thread)."""
+    with contextlib.ExitStack() as stack:
+        for device, dtype in state:
+            stack.enter_context(torch.autocast(device, dtype=dtype))
+        yield
 
 
 # --------------------------------------------------------------------------- naive reference

@@ -45,12 +45,16 @@ def element_dropout(x: torch.Tensor, p: float, generator: MaskGenerator) -> torc
         return x
     if p >= 1.0:
         return torch.zeros_like(x)
-    noise = torch.empty_like(x)
     if isinstance(generator, np.random.Generator):
-        if noise.device.type != "cpu" or noise.dtype != torch.float32:
-            raise ValueError("NumPy dropout masks need float32 CPU tensors")
-        generator.random(out=_storage(noise), dtype=np.float32)
-        return x * noise.ge_(p).mul_(1.0 / (1.0 - p))
+        if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError("NumPy dropout masks need float32 or bfloat16 CPU tensors")
+        uniforms = torch.empty_like(x, dtype=torch.float32)  # same layout: same mask per element
+        generator.random(out=_storage(uniforms), dtype=np.float32)
+        if x.dtype == torch.float32:
+            return x * uniforms.ge_(p).mul_(1.0 / (1.0 - p))
+        # bfloat16 (autocast sampling): scale after masking, so 1/(1 − p) is not rounded to 8 bits
+        return (x * uniforms.ge_(p).to(x.dtype)).mul_(1.0 / (1.0 - p))
+    noise = torch.empty_like(x)
     noise.bernoulli_(1.0 - p, generator=generator)
     noise.div_(1.0 - p)
     return x * noise

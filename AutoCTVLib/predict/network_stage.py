@@ -38,7 +38,12 @@ from AutoCTVLib.predict.memory import (
     padded_shape,
     plan_inference,
 )
-from AutoCTVLib.predict.speed import SpeedSettings, inference_context, memory_format
+from AutoCTVLib.predict.speed import (
+    SpeedSettings,
+    inference_context,
+    memory_format,
+    sampling_context,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +71,8 @@ class NetworkResult:
         device: the device that actually ran the network.
         decode_batch: MC samples per decoder batch.
         sampling_workers: MC batches decoded at once in threads (CPU).
+        sampling_precision: the decoder passes' autocast dtype (``"bfloat16"`` or
+            ``"float32"``; see :class:`~AutoCTVLib.predict.speed.SpeedSettings`).
         network_s: seconds for the plain prediction.
         sampling_s: seconds for MC sampling (inside ``network_s`` for sliding windows).
     """
@@ -80,6 +87,7 @@ class NetworkResult:
     network_s: float
     sampling_s: float
     sampling_workers: int = 1
+    sampling_precision: str = "float32"
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -182,7 +190,14 @@ def run_network(
     with inference_context(device, speed):
         if plan.mode == "whole":
             raw = _whole(
-                network, image, spacing_zyx_mm, device, layout, mc, (batch, workers), report, cancel
+                network,
+                image,
+                spacing_zyx_mm,
+                (device, layout, speed),
+                mc,
+                (batch, workers),
+                report,
+                cancel,
             )
         else:
             raw = _windows(
@@ -215,6 +230,7 @@ def run_network(
         network_s=raw.network_s,
         sampling_s=raw.sampling_s,
         sampling_workers=workers,
+        sampling_precision=raw.sampling_precision,
     )
 
 
@@ -225,6 +241,7 @@ class _RawResult:
     sampled_fraction: float | None
     network_s: float
     sampling_s: float
+    sampling_precision: str = "float32"
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -235,13 +252,13 @@ def _whole(
     network: nn.Module,
     image: torch.Tensor,
     spacing_zyx_mm: Sequence[float],
-    device: torch.device,
-    layout: torch.memory_format,
+    placement: tuple[torch.device, torch.memory_format, SpeedSettings],
     mc: MCSettings | None,
     batching: tuple[int, int],
     report: StageProgress,
     cancel: threading.Event | None,
 ) -> _RawResult:
+    device, layout, speed = placement
     batch, workers = batching
     image = image.to(device).contiguous(memory_format=layout)
     report("network", 0.0, "running the network")
@@ -269,18 +286,20 @@ def _whole(
         return _RawResult(plain, None, None, network_s, 0.0)
     started = time.perf_counter()
     report("uncertainty", 0.0, f"MC dropout, {mc.samples} samples")
-    moments = sample_last_step(
-        last_step,
-        mc,
-        spacing_zyx_mm,
-        decode_batch=batch,
-        workers=workers,
-        progress=lambda f, m: report("uncertainty", f, m),
-        cancel=cancel,
-    )
+    with sampling_context(device, speed) as in_bf16:
+        moments = sample_last_step(
+            last_step,
+            mc,
+            spacing_zyx_mm,
+            decode_batch=batch,
+            workers=workers,
+            progress=lambda f, m: report("uncertainty", f, m),
+            cancel=cancel,
+        )
     sampling_s = time.perf_counter() - started
     fraction = moments.sampled_voxels / max(1, plain.numel())
-    return _RawResult(plain, moments, fraction, network_s, sampling_s)
+    precision = "bfloat16" if in_bf16 else "float32"
+    return _RawResult(plain, moments, fraction, network_s, sampling_s, precision)
 
 
 def _windows(

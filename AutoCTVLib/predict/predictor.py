@@ -433,6 +433,7 @@ class Predictor:
                 **network.plan.to_dict(),
                 "decode_batch": network.decode_batch,
                 "sampling_workers": network.sampling_workers,
+                "sampling_precision": network.sampling_precision if mc is not None else None,
             },
             "cascade": self.cascade_record,
             "speed": self.speed.to_dict(),

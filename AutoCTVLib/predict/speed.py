@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # torch is imported lazily: the environment must be set befor
 logger = logging.getLogger(__name__)
 
 THP_ENV = "THP_MEM_ALLOC_ENABLE"
+BF16_SAMPLING = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,32 @@ class SpeedSettings:
     Attributes:
         channels_last: channels-last 3D layout for model and input (CPU only; ignored on GPUs).
         bf16_autocast: bfloat16 autocast for the network (CPU and CUDA). Off by default.
+        bf16_sampling: bfloat16 autocast for the Monte-Carlo dropout decoder passes only (the
+            plain prediction, and so the contour without uncertainty, stays float32):
+            ``"auto"`` (on where the device runs bf16 natively, see
+            :func:`AutoCTVLib.device.native_bf16`), ``"on"`` or ``"off"``.
     """
 
     channels_last: bool = True
     bf16_autocast: bool = False
+    bf16_sampling: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.bf16_sampling not in BF16_SAMPLING:
+            raise ValueError(
+                f"bf16_sampling must be one of {', '.join(BF16_SAMPLING)}, "
+                f"got {self.bf16_sampling!r}"
+            )
+
+    def samples_in_bf16(self, device: torch.device) -> bool:
+        """Whether MC sampling on ``device`` runs under bfloat16 autocast."""
+        if self.bf16_autocast or self.bf16_sampling == "on":
+            return device.type in ("cpu", "cuda")
+        if self.bf16_sampling == "off":
+            return False
+        from AutoCTVLib.device import native_bf16
+
+        return native_bf16(device)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -104,6 +127,19 @@ def memory_format(device: torch.device, settings: SpeedSettings) -> torch.memory
     if settings.channels_last and device.type == "cpu":
         return torch.channels_last_3d
     return torch.contiguous_format
+
+
+@contextlib.contextmanager
+def sampling_context(device: torch.device, settings: SpeedSettings) -> Iterator[bool]:
+    """bfloat16 autocast around MC sampling when :meth:`SpeedSettings.samples_in_bf16`;
+    yields whether it is on."""
+    import torch
+
+    if settings.samples_in_bf16(device):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            yield True
+    else:
+        yield False
 
 
 @contextlib.contextmanager

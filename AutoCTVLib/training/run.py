@@ -36,6 +36,7 @@ from AutoCTVLib.training.config import TrainConfig
 from AutoCTVLib.training.data import Augment, LoadProgress, PatchSampler, load_training_cases
 from AutoCTVLib.training.distributed import DistributedContext, barrier
 from AutoCTVLib.training.hdf5_cases import list_case_ids
+from AutoCTVLib.training.init_weights import load_initial_weights
 from AutoCTVLib.training.segmenter_data import (
     jitter_voxels,
     load_locator,
@@ -145,6 +146,9 @@ def run_training(
     dataset_path = Path(dataset_path)
     run_dir = Path(run_dir)
     check_run_dir(run_dir, resume)
+    initial_state, init_from = None, None
+    if config.init_weights is not None:  # checked before any data is read
+        initial_state, init_from = load_initial_weights(config)
     barrier(context)  # every rank checks before rank 0 creates anything
     case_ids = list_case_ids(dataset_path)
     try:
@@ -191,6 +195,8 @@ def run_training(
         )
     network_config = config.network_config()
     model = build_network(network_config, seed=config.seed)
+    if initial_state is not None:
+        model.load_state_dict(initial_state)
     trainer = Trainer(
         model,
         make_loss_fn(config.loss),
@@ -224,6 +230,7 @@ def run_training(
             dataset_path,
             model_name,
             model_version,
+            init_from,
         )
     barrier(context)
     return RunSummary(result, tuple(train_ids), tuple(validation_ids), model_path, card)
@@ -286,6 +293,7 @@ def _export_best(
     dataset_path: Path,
     model_name: str,
     model_version: str,
+    init_from: dict[str, Any] | None = None,
 ) -> tuple[Path, ModelCard]:
     """Load the best checkpoint into a fresh CPU network and save it with its model card."""
     network = build_network(config.network_config())
@@ -322,6 +330,7 @@ def _export_best(
                 "seed": config.seed,
                 "loss_weighting": _loss_weighting_summary(config),
                 "trained_with": f"AutoCTV {__version__}",
+                **({} if init_from is None else {"initialised_from": init_from}),
             }
         ),
         metrics=json_safe(

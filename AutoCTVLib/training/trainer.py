@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from AutoCTVLib.device import native_bf16
 from AutoCTVLib.errors import CancelledError, InputError
 from AutoCTVLib.metrics import segmentation_metrics, summarize
 from AutoCTVLib.noisy.weighting import LossWeighting, build_loss_weighting
@@ -128,14 +129,32 @@ class StepsForward(nn.Module):
 
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The mixed-precision dtype for this run, or ``None`` (always ``None`` off CUDA)."""
-    if device.type != "cuda" or config.mixed_precision == "off":
+    """The mixed-precision dtype for this run, or ``None``.
+
+    On CUDA as configured; on a CPU only an explicit ``"bf16"`` (oneDNN's bf16 convolutions,
+    about 2.5× faster than float32 on an AVX-512-BF16 CPU), refused where the CPU lacks it.
+    """
+    if config.mixed_precision == "off":
+        return None
+    if device.type == "cpu" and config.mixed_precision == "bf16":
+        if not cpu_supports_bf16():
+            raise InputError(
+                'mixed_precision "bf16" needs a CPU with bf16 instructions (AVX-512 BF16 or '
+                'AMX); this one has none: use "off"'
+            )
+        return torch.bfloat16
+    if device.type != "cuda":
         return None
     if config.mixed_precision == "bf16":
         return torch.bfloat16
     if config.mixed_precision == "fp16":
         return torch.float16
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def cpu_supports_bf16() -> bool:
+    """True when oneDNN runs bf16 kernels natively on this CPU."""
+    return native_bf16(torch.device("cpu"))
 
 
 @dataclass
@@ -219,6 +238,13 @@ class Trainer:
         self.device = torch.device(device)
         self.context = context or DistributedContext()
         self.model = model.to(self.device)
+        self.memory_format = (
+            torch.channels_last_3d
+            if self.config.channels_last and self.config.network_config().spatial_dims == 3
+            else torch.contiguous_format
+        )
+        if self.memory_format is not torch.contiguous_format:
+            self.model.to(memory_format=self.memory_format)  # in place: same parameters
         self.loss_fn = loss_fn
         self.weighting = self._build_weighting()
         self.per_sample_loss_fn = per_sample_loss_fn or make_loss_fn(
@@ -339,6 +365,7 @@ class Trainer:
         batch = self.train_data.batch(iteration, self.context.rank, self.context.world_size)
         torch.manual_seed(derived_seed(self.config.seed, iteration, self.context.rank))
         image = batch.image.to(self.device, non_blocking=True)
+        image = image.contiguous(memory_format=self.memory_format)
         label = batch.label.to(self.device, non_blocking=True)
         weight = None if batch.weight is None else batch.weight.to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
@@ -406,6 +433,7 @@ class Trainer:
         try:
             image = torch.from_numpy(case.image)
             image = (image[None, None] if image.ndim == 3 else image[None]).to(self.device)
+            image = image.contiguous(memory_format=self.memory_format)
             with self._autocast():
                 logits = self.model(image)
             probability = torch.sigmoid(logits.float())[0, 0]
