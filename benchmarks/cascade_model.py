@@ -7,14 +7,19 @@ Two steps:
    ``best_weights.safetensors``, the segmenter alone) plus the bundled locator, and write
    ``MODELS/ctv_pelvis_cascade.{safetensors,json}``. (A GPU run sends back the segmenter only:
    the cascade file, holding both networks, is larger than what such a run returns.)
+   ``--fine-tuned RUN`` does the same for a fine-tuning run (``train_segmenter.py --config
+   benchmarks/configs/ctv_segmenter_finetune.json --out RUN``), whose card then states both
+   training phases.
 2. Evaluate both models with the default post-processing on phantoms no training used
    (see ``heldout_phantoms.py``): the 20 test phantoms (seeds 5000–5019, varied grids) and
    ``--per-variant`` cases of each of the default grid, ``--vary-grid``, ``--flip`` and
    ``--noise-hu 40`` (seeds 9100..). Dice and HD95 against the phantom's CTV on each CT's own
-   grid, and the prediction's wall time in this process.
+   grid, and the prediction's wall time in this process. ``--previous FILE`` evaluates an
+   earlier cascade beside them on the same cases.
 
 Run:
     .venv/bin/python benchmarks/cascade_model.py --assemble RUN_FILES --models runs/cascade
+    .venv/bin/python benchmarks/cascade_model.py --fine-tuned RUN --models runs/cascade
     .venv/bin/python benchmarks/cascade_model.py --model runs/cascade/ctv_pelvis_cascade.json
 Writes benchmarks/results/cascade_model.{json,md}.
 """
@@ -48,6 +53,7 @@ from AutoCTVLib.training.checkpoint import load_checkpoint
 
 NAME = "ctv_pelvis_cascade"
 VERSION = "0.3.0"
+FINE_TUNED_VERSION = "0.4.0"
 DISCLAIMER = (
     f"{SYNTHETIC_DISCLAIMER} (AutoCTV's generated female-pelvis phantom; it has never seen a "
     "patient CT). A demonstration and test model."
@@ -136,11 +142,51 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def finalise_fine_tuned(run: Path, models: Path) -> Path:
+    """The cascade file set of a fine-tuning run (``train_segmenter.py --config
+    configs/ctv_segmenter_finetune.json``): its exported cascade with a card that states both
+    training phases, written as ``MODELS/ctv_pelvis_cascade.*``."""
+    model, card = load_model(run / "run" / "model")
+    record = json.loads((run / "train_segmenter.json").read_text())
+    start = card.training_data["initialised_from"]
+    start_path = find_bundled_model(NAME)
+    _, start_card = load_model(start_path)
+    if start_card.weights_sha256 != start["weights_sha256"]:
+        raise SystemExit(f"{start_path.name} is not the cascade this run started from")
+    config = record["config"]
+    training = dict(card.training_data)
+    training["budget"] = (
+        f"phase 1 (version {start_card.version}): {start_card.training_data['budget']}. "
+        f"Phase 2, fine-tuning from it: {record['iterations_run']} iterations, batch "
+        f"{config['batch_size']} of {'×'.join(map(str, config['patch_size_zyx']))} patches, "
+        f"lr {config['lr']:g} with polynomial decay, bf16 autocast, "
+        f"{record['train_seconds'] / 60:.0f} min for loading the crops and training on a "
+        "2-core AMD EPYC CPU (no GPU)"
+    )
+    training["description"] = start_card.training_data["description"]
+    final = dataclasses.replace(
+        card,
+        name=NAME,
+        version=FINE_TUNED_VERSION,
+        training_data=training,
+        intended_use=start_card.intended_use,
+        disclaimer=DISCLAIMER,
+        created_utc="",
+    )
+    models.mkdir(parents=True, exist_ok=True)
+    save_cascade((model.locator.eval(), model.segmenter.eval()), final, models / NAME)
+    return models / f"{NAME}.safetensors"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--assemble", type=Path, help="files of a segmenter training run")
+    parser.add_argument("--fine-tuned", type=Path, help="folder of a fine-tuning run")
     parser.add_argument("--models", type=Path, default=Path("runs/cascade"))
     parser.add_argument("--model", type=Path, help="the cascade to evaluate")
+    parser.add_argument(
+        "--previous", type=Path, help="an earlier cascade to evaluate beside it (same cases)"
+    )
     parser.add_argument("--test-cases", type=int, default=20)
     parser.add_argument("--per-variant", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
@@ -149,9 +195,15 @@ def main() -> None:
     if args.assemble:
         print(f"wrote {assemble(args.assemble, args.models)}")
         return
+    if args.fine_tuned:
+        print(f"wrote {finalise_fine_tuned(args.fine_tuned, args.models)}")
+        return
     if args.model is None:
         parser.error("give --model (or --assemble)")
-    models = {"bundled 6 mm": find_bundled_model(LOCATOR_MODEL_STEM), "cascade": args.model}
+    models = {"bundled 6 mm": find_bundled_model(LOCATOR_MODEL_STEM)}
+    if args.previous is not None:
+        models["previous cascade"] = args.previous
+    models["cascade"] = args.model
     predictors = {
         name: Predictor.from_file(path, device="cpu", threads=args.threads)
         for name, path in models.items()
@@ -213,7 +265,9 @@ def main() -> None:
     records = {name: model_record(Path(path), name) for name, path in models.items()}
     write_results(
         args.out,
-        "Cascade (6 mm locator + 2×2×3 mm segmenter) vs the bundled 6 mm model, held-out phantoms",
+        "Cascade (6 mm locator + 2×2×3 mm segmenter) vs the bundled 6 mm model"
+        + (" and the previous cascade" if args.previous is not None else "")
+        + ", held-out phantoms",
         ["model", "cases", "n", "Dice mean", "Dice min", "HD95 median mm", "HD95 max mm", "s/case"],
         table,
         {"models": records, "summaries": summaries, "per_case": per_case},

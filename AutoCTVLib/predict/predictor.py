@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import math
@@ -176,6 +177,13 @@ class Predictor:
         self.threshold = float(card.inference.get("threshold", 0.5))
         if not 0.0 < self.threshold < 1.0:
             raise ModelFileError(f"model {card.name}: threshold {self.threshold} is not in (0, 1)")
+        self.mirror_left_right = card.inference.get("mirror_left_right", False)
+        if not isinstance(self.mirror_left_right, bool):
+            raise ModelFileError(f"model {card.name}: mirror_left_right must be true or false")
+        if self.mirror_left_right and not self.preprocess_config.reorient:
+            raise ModelFileError(
+                f"model {card.name}: mirror_left_right needs a reoriented grid (x = left-right)"
+            )
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **options: Any) -> Predictor:
@@ -235,7 +243,7 @@ class Predictor:
             report("preprocess", 1.0, f"network grid {case.network_geometry.describe()}")
             _check_cancel(cancel)
             network, fallback_warning = self._run_network(
-                self.model, case.image, case, sampled_mc, report, cancel
+                self.model, case.image, case, sampled_mc, report, cancel, self.mirror_left_right
             )
             self.cascade_record = None
         else:
@@ -308,23 +316,42 @@ class Predictor:
         mc: MCSettings | None,
         report: ProgressCallback,
         cancel: threading.Event | None,
+        mirror: bool = False,
     ) -> tuple[NetworkResult, str | None]:
         """Run ``model`` on ``image`` ((z, y, x) or (C, z, y, x) on ``case``'s network grid) on
-        the chosen device; a GPU out of memory falls back to the CPU."""
+        the chosen device; a GPU out of memory falls back to the CPU.
+
+        ``mirror`` (plain prediction only): average the probability with that of the image
+        mirrored left-right (x, the last axis of the reoriented grid), mirrored back — the
+        test-time mirroring nnU-Net does, along the one axis real anatomy is mirrored in.
+        """
         spacing_zyx_mm = tuple(case.network_geometry.spacing_xyz_mm[::-1])
 
         def attempt(device: torch.device) -> NetworkResult:
-            return run_network(
-                model,
-                image,
-                spacing_zyx_mm,
-                device=device,
-                speed=self.speed,
-                mc=mc,
-                max_voxels=self.max_voxels_per_pass,
-                memory_fraction=self.memory_fraction,
-                progress=report,
-                cancel=cancel,
+            def once(pixels: np.ndarray) -> NetworkResult:
+                return run_network(
+                    model,
+                    pixels,
+                    spacing_zyx_mm,
+                    device=device,
+                    speed=self.speed,
+                    mc=mc,
+                    max_voxels=self.max_voxels_per_pass,
+                    memory_fraction=self.memory_fraction,
+                    progress=report,
+                    cancel=cancel,
+                )
+
+            result = once(image)
+            if not mirror or mc is not None:
+                return result
+            _check_cancel(cancel)
+            mirrored = once(np.ascontiguousarray(image[..., ::-1]))
+            mean = 0.5 * (result.plain_prob + mirrored.plain_prob[..., ::-1])
+            return dataclasses.replace(
+                result,
+                plain_prob=mean.astype(np.float32),
+                network_s=result.network_s + mirrored.network_s,
             )
 
         result, used, warning = with_cpu_fallback(attempt, self.device)
@@ -388,7 +415,7 @@ class Predictor:
         report("preprocess", 1.0, f"segmenter grid {grid.describe()}")
         _check_cancel(cancel)
         network, segmenter_warning = self._run_network(
-            self.cascade.segmenter, image, case, mc, report, cancel
+            self.cascade.segmenter, image, case, mc, report, cancel, self.mirror_left_right
         )
         self.cascade_record = {
             "locator_grid": {
@@ -419,6 +446,7 @@ class Predictor:
             "device": str(network.device),
             "threads": self.threads,
             "threshold": self.threshold,
+            "mirror_left_right": self.mirror_left_right and mc is None,
             "mc_samples": 0 if mc is None else mc.samples,
             "mc": None if mc is None else mc.to_dict(),
             "mc_sampled_fraction": network.sampled_fraction,

@@ -1,6 +1,6 @@
 """CPU speed settings for inference, and why each one is (or is not) on by default.
 
-Measured on the project's machine (2 AVX2 cores, no AVX-512/AMX) with the thesis network
+Measured on a 2-core AVX2 machine (no AVX-512/AMX) with the thesis network
 (residual + SE, 16–128 channels, K = 3) on a 100×123×194 network grid — the body crop of a
 512×512×100 pelvic CT at 2×2×3 mm — one plain prediction (K forward steps), fresh processes,
 interleaved, medians of 3 (``benchmarks/predict_speed.py`` repeats this end to end):
@@ -16,10 +16,18 @@ interleaved, medians of 3 (``benchmarks/predict_speed.py`` repeats this end to e
 * channels-last memory layout (``torch.channels_last_3d``) for network and input on the CPU —
   on by default: 9.2 s instead of 11.7 s with 2 threads (−21 %, oneDNN's blocked 3D convolutions
   parallelise better), no difference with 1 thread; results equal to float32 round-off.
-* bfloat16 autocast — off: without native bf16 instructions every convolution is emulated; a
-  single decoder pass took minutes instead of seconds. ``benchmarks/predict_speed.py --bf16``
-  times it and reports its Dice change against float32 (the 0.005 limit needs the trained
-  model) for machines with AVX-512 BF16 or AMX.
+* bfloat16 autocast for the whole network — off: without native bf16 instructions every
+  convolution is emulated; a single decoder pass took minutes instead of seconds.
+  ``benchmarks/predict_speed.py --bf16`` times it and reports its Dice change against float32
+  (the 0.005 limit needs the trained model) for machines with AVX-512 BF16 or AMX.
+* bfloat16 autocast for the Monte-Carlo decoder passes only (``bf16_sampling``) — ``"auto"``:
+  on where the device runs bf16 natively (:func:`AutoCTVLib.device.native_bf16`: an AVX-512
+  BF16 or AMX CPU, a bf16 GPU), off elsewhere. The plain prediction (the contour without
+  uncertainty) stays float32; the samples use the same dropout masks and differ only by the
+  rounding of the activations, far below the spread between samples. On a 2-core AVX-512 BF16
+  AMD EPYC the 20 decoder passes of the cascade took 2.2× less time (``benchmarks/
+  cascade_speed.py`` measures it end to end; ``docs/cascade.md`` gives the figures and the
+  effect on the maps).
 * ONNX Runtime / OpenVINO — not measured: neither is installed or a dependency of AutoCTV.
 
 The library itself never changes the process environment; only the command line does.
