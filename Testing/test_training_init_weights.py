@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 from test_training_segmenter import segmenter_config
-from training_helpers import tiny_config, write_tiny_dataset
+from training_helpers import tiny_config, write_tiny_dataset, write_tiny_locator
 
 from AutoCTVLib.errors import InputError
-from AutoCTVLib.models import ModelCard, ctv_label, load_model, save_model
-from AutoCTVLib.nn import build_network, thesis_config
+from AutoCTVLib.models import load_model
+from AutoCTVLib.nn import build_network
 from AutoCTVLib.training import trainer as trainer_module
 from AutoCTVLib.training.config import TrainConfig, load_train_config
 from AutoCTVLib.training.init_weights import load_initial_weights
@@ -30,17 +30,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def locator_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = thesis_config(channels=(4, 8), recurrent_steps=1, dropout_p=0.0, dropout_where="none")
-    card = ModelCard(
-        name="tiny-locator",
-        version="0.0.1",
-        architecture=config.to_dict(),
-        preprocessing={"spacing_xyz_mm": [4.0, 4.0, 4.0], "hu_window": [-200.0, 300.0]},
-        labels=(ctv_label(),),
-    )
-    stem = tmp_path_factory.mktemp("init_locator") / "locator"
-    save_model(build_network(config, seed=0), card, stem)
-    return stem.with_suffix(".safetensors")
+    return write_tiny_locator(tmp_path_factory.mktemp("init_locator"))
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from training_helpers import tiny_case, tiny_config, write_tiny_dataset
+from training_helpers import tiny_case, tiny_config, write_tiny_dataset, write_tiny_locator
 
 from AutoCTVLib.augment import Compose, Sample, adjust_intensity, scale, segmenter_augmentation
 from AutoCTVLib.cli.main import main
-from AutoCTVLib.models import ModelCard, ctv_label, load_model, save_model
+from AutoCTVLib.models import load_model
 from AutoCTVLib.models.cascade_file import CascadeModel
-from AutoCTVLib.nn import build_network, thesis_config
 from AutoCTVLib.predict import Predictor
 from AutoCTVLib.training.config import TrainConfig
 from AutoCTVLib.training.data import PatchSampler
@@ -35,17 +34,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def locator_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = thesis_config(channels=(4, 8), recurrent_steps=1, dropout_p=0.0, dropout_where="none")
-    card = ModelCard(
-        name="tiny-locator",
-        version="0.0.1",
-        architecture=config.to_dict(),
-        preprocessing={"spacing_xyz_mm": [4.0, 4.0, 4.0], "hu_window": [-200.0, 300.0]},
-        labels=(ctv_label(),),
-    )
-    stem = tmp_path_factory.mktemp("locator") / "locator"
-    save_model(build_network(config, seed=0), card, stem)
-    return stem.with_suffix(".safetensors")
+    return write_tiny_locator(tmp_path_factory.mktemp("locator"))
 
 
 def segmenter_config(locator_path: Path, prior: bool = False, **changes: object) -> TrainConfig:

@@ -73,3 +73,20 @@ def tiny_config(**changes: object) -> TrainConfig:
         },
     )
     return base.replace(**changes) if changes else base
+
+
+def write_tiny_locator(folder: Path) -> Path:
+    """A random 4 mm single-stage model (4–8 channels) to pair tiny segmenters with."""
+    from AutoCTVLib.models import ModelCard, ctv_label, save_model
+    from AutoCTVLib.nn import build_network, thesis_config
+
+    config = thesis_config(channels=(4, 8), recurrent_steps=1, dropout_p=0.0, dropout_where="none")
+    card = ModelCard(
+        name="tiny-locator",
+        version="0.0.1",
+        architecture=config.to_dict(),
+        preprocessing={"spacing_xyz_mm": [4.0, 4.0, 4.0], "hu_window": [-200.0, 300.0]},
+        labels=(ctv_label(),),
+    )
+    save_model(build_network(config, seed=0), card, folder / "locator")
+    return folder / "locator.safetensors"
