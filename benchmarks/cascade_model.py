@@ -142,7 +142,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def finalise_fine_tuned(run: Path, models: Path) -> Path:
+def finalise_fine_tuned(run: Path, models: Path, mirror: bool) -> Path:
     """The cascade file set of a fine-tuning run (``train_segmenter.py --config
     configs/ctv_segmenter_finetune.json``): its exported cascade with a card that states both
     training phases, written as ``MODELS/ctv_pelvis_cascade.*``."""
@@ -171,6 +171,7 @@ def finalise_fine_tuned(run: Path, models: Path) -> Path:
         training_data=training,
         intended_use=start_card.intended_use,
         disclaimer=DISCLAIMER,
+        inference={**card.inference, "mirror_left_right": mirror},
         created_utc="",
     )
     models.mkdir(parents=True, exist_ok=True)
@@ -182,10 +183,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--assemble", type=Path, help="files of a segmenter training run")
     parser.add_argument("--fine-tuned", type=Path, help="folder of a fine-tuning run")
+    parser.add_argument(
+        "--mirror-left-right",
+        action="store_true",
+        help="with --fine-tuned: the card asks for test-time left-right mirroring",
+    )
     parser.add_argument("--models", type=Path, default=Path("runs/cascade"))
     parser.add_argument("--model", type=Path, help="the cascade to evaluate")
     parser.add_argument(
         "--previous", type=Path, help="an earlier cascade to evaluate beside it (same cases)"
+    )
+    parser.add_argument(
+        "--record-in-card",
+        action="store_true",
+        help="write the cascade's held-out summaries into its model card (metrics.held_out)",
     )
     parser.add_argument("--test-cases", type=int, default=20)
     parser.add_argument("--per-variant", type=int, default=5)
@@ -196,7 +207,7 @@ def main() -> None:
         print(f"wrote {assemble(args.assemble, args.models)}")
         return
     if args.fine_tuned:
-        print(f"wrote {finalise_fine_tuned(args.fine_tuned, args.models)}")
+        print(f"wrote {finalise_fine_tuned(args.fine_tuned, args.models, args.mirror_left_right)}")
         return
     if args.model is None:
         parser.error("give --model (or --assemble)")
@@ -279,6 +290,30 @@ def main() -> None:
         ],
     )
     print(args.out.with_suffix(".md").read_text())
+    if args.record_in_card:
+        record_in_card(args.model, summaries["cascade"], args.out.with_suffix(".md").name)
+
+
+def record_in_card(model: Path, summaries: dict[str, Any], table: str) -> None:
+    """Add the held-out summaries to the card (``metrics.held_out``); the weights and their
+    hash are untouched, so the model file set stays valid."""
+    from AutoCTVLib.io.atomic import atomic_path
+    from AutoCTVLib.models.card import model_paths, read_card
+
+    _, card_path = model_paths(model)
+    card = read_card(card_path)
+    metrics = dict(card.metrics)
+    metrics["held_out"] = {
+        "table": f"benchmarks/results/{table}",
+        "grid": "each CT's own grid against the phantom's CTV, default post-processing",
+        "groups": {
+            group: {key: value for key, value in summary.items() if key != "seconds_median"}
+            for group, summary in summaries.items()
+        },
+    }
+    with atomic_path(card_path) as tmp:
+        text = json.dumps(card.replace(metrics=metrics).to_dict(), indent=2, ensure_ascii=False)
+        tmp.write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -88,7 +88,13 @@ def model_paths() -> dict[str, Path]:
     return {
         "6 mm": find_bundled_model(LOCATOR_MODEL_STEM),
         "cascade": models / "ctv_pelvis_cascade.safetensors",
+        "cascade-fp32": models / "ctv_pelvis_cascade.safetensors",
     }
+
+
+#: Keys that run their model with other speed settings than the product's defaults: the MC
+#: decoder passes in float32 even where the CPU would run them in bf16 (``bf16_sampling``).
+SPEED_OPTIONS = {"cascade-fp32": {"bf16_sampling": "off"}}
 
 
 def phantom_for(variant: str, seed: int, quick: bool):
@@ -134,6 +140,9 @@ def predict_case(predictor, phantom, samples: int) -> dict[str, Any]:
         "product_review": np.asarray(prediction.slices_to_review, dtype=int),
         "product_per_slice": np.asarray(prediction.summary.per_slice_score, dtype=float),
         "seconds": np.asarray(seconds),
+        "sampling_precision": np.asarray(
+            prediction.provenance["settings"]["inference"]["sampling_precision"]
+        ),
         "n_samples": np.asarray(samples),
         "fine_box": np.asarray(json.dumps(fine_box)),
     }
@@ -198,6 +207,7 @@ def evaluate(arrays: dict[str, np.ndarray], review_count: int = 5) -> dict[str, 
     result: dict[str, Any] = {
         "dice": round(dice(label, reference), 4),
         "seconds": round(float(arrays["seconds"]), 1),
+        "sampling_precision": str(arrays.get("sampling_precision", "float32")),
         "spacing_xyz_mm": [round(s, 3) for s in spacing],
     }
     # Distance (mm) of every voxel from the predicted contour (inside and outside).
@@ -425,7 +435,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--cache", type=Path, help="folder for the saved maps (reused)")
     parser.add_argument("--rescore", action="store_true", help="only re-evaluate cached maps")
-    parser.add_argument("--models", default="6 mm,cascade", help="comma-separated model keys")
+    parser.add_argument(
+        "--models",
+        default="6 mm,cascade",
+        help="comma-separated model keys: 6 mm, cascade, cascade-fp32 (MC passes in float32)",
+    )
     parser.add_argument("--quick", action="store_true", help="one small phantom, 4 samples")
     parser.add_argument("--out", type=Path, help="results stem")
     args = parser.parse_args()
@@ -438,7 +452,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, cache: Path, stem: Path) -> None:
-    from AutoCTVLib.predict import Predictor
+    from AutoCTVLib.predict import Predictor, SpeedSettings
 
     cache.mkdir(parents=True, exist_ok=True)
     paths = {key: path for key, path in model_paths().items() if key in args.models.split(",")}
@@ -454,7 +468,10 @@ def run(args: argparse.Namespace, cache: Path, stem: Path) -> None:
                 if phantom is None:
                     phantom = phantom_for(variant, seed, args.quick)
                 if key not in predictors:
-                    predictors[key] = Predictor.from_file(path, device="cpu", threads=args.threads)
+                    speed = SpeedSettings(**SPEED_OPTIONS.get(key, {}))
+                    predictors[key] = Predictor.from_file(
+                        path, device="cpu", threads=args.threads, speed=speed
+                    )
                 partial = file.with_name(file.stem + ".partial.npz")
                 np.savez(partial, **predict_case(predictors[key], phantom, args.samples))
                 partial.replace(file)
