@@ -1,5 +1,6 @@
 """Test-time left-right mirroring (card ``inference.mirror_left_right``): the plain probability
-is the mean of the network on the image and on its mirror, mirrored back; MC is left alone."""
+is the mean of the network on the image and on its mirror, mirrored back; MC samples are split
+between the two orientations."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from predict_support import make_tiny_model, tiny_phantom
 
 from AutoCTVLib.errors import ModelFileError
 from AutoCTVLib.models import load_model
-from AutoCTVLib.predict import Predictor
+from AutoCTVLib.predict import MCSettings, Predictor
 from AutoCTVLib.predict import predictor as predictor_module
+from AutoCTVLib.predict.mirror import run_mirrored
+from AutoCTVLib.predict.network_stage import NetworkResult
 
 
 @pytest.fixture(scope="module")
@@ -71,18 +74,54 @@ def test_the_mirrored_pass_is_mirrored_back(
     np.testing.assert_allclose(mirrored.prob_ctv.array, plain.prob_ctv.array, atol=1e-6)
 
 
-def test_mc_sampling_is_not_mirrored(loaded, phantom, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[object] = []
+def test_mc_samples_are_split_between_the_orientations(
+    loaded, phantom, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[int, int]] = []
     original = predictor_module.run_network
 
     def counting(network, image, *args, **kwargs):
-        calls.append(kwargs.get("mc"))
+        calls.append((kwargs["mc"].samples, kwargs["mc"].seed))
         return original(network, image, *args, **kwargs)
 
     monkeypatch.setattr(predictor_module, "run_network", counting)
-    result = with_inference(loaded, mirror_left_right=True).predict(phantom.ct, mc_samples=3)
-    assert len(calls) == 1 and calls[0] is not None
-    assert result.provenance["settings"]["mirror_left_right"] is False
+    stages: list[tuple[str, float]] = []
+    result = with_inference(loaded, mirror_left_right=True).predict(
+        phantom.ct, mc=MCSettings(samples=5, seed=4), progress=lambda s, f, m: stages.append((s, f))
+    )
+    assert calls == [(3, 4), (2, 5)]  # 5 samples in all, the mirrored half with its own seed
+    assert result.provenance["settings"]["mirror_left_right"] is True
+    assert result.provenance["settings"]["mc_samples"] == 5
+    uncertainty = [fraction for stage, fraction in stages if stage == "uncertainty"]
+    assert uncertainty == sorted(uncertainty) and uncertainty[-1] == pytest.approx(1.0)
+
+
+def test_split_moments_are_the_weighted_means_mirrored_back() -> None:
+    """Stand-in runs with known moments: the mirrored half is flipped back and weighted 2:3."""
+    image = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    ramp = np.broadcast_to(np.linspace(0.1, 0.9, 4, dtype=np.float32), (2, 3, 4))
+
+    def once(pixels, mc, half):
+        value = ramp if half == 0 else ramp[..., ::-1]  # the mirror's answer, mirrored
+        moments = (value, value * value, np.full_like(value, 0.2 + half))
+        return NetworkResult(
+            plain_prob=np.ascontiguousarray(value),
+            moments=moments,
+            n_samples=mc.samples,
+            sampled_fraction=0.5 + half / 2,
+            plan=None,  # type: ignore[arg-type]
+            device=None,  # type: ignore[arg-type]
+            decode_batch=1,
+            network_s=1.0,
+            sampling_s=2.0,
+        )
+
+    result = run_mirrored(once, image, MCSettings(samples=5))
+    np.testing.assert_allclose(result.plain_prob, ramp, atol=1e-6)
+    np.testing.assert_allclose(result.moments[0], ramp, atol=1e-6)
+    np.testing.assert_allclose(result.moments[2], 0.6 * 0.2 + 0.4 * 1.2, atol=1e-6)
+    assert result.n_samples == 5 and result.sampled_fraction == pytest.approx(0.75)
+    assert (result.network_s, result.sampling_s) == (2.0, 4.0)
 
 
 def test_bad_mirror_settings_are_refused(loaded, tmp_path: Path) -> None:

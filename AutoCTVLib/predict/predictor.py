@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import logging
 import math
@@ -59,6 +58,7 @@ from AutoCTVLib.predict.cascade_grid import (
     locator_index_box,
 )
 from AutoCTVLib.predict.mc import MCSettings, maps_from_moments
+from AutoCTVLib.predict.mirror import run_mirrored
 from AutoCTVLib.predict.network_stage import NetworkResult, run_network, with_cpu_fallback
 from AutoCTVLib.predict.speed import SpeedSettings, configure_threads
 from AutoCTVLib.preprocess.pipeline import PreprocessConfig, PreprocessedCase, preprocess
@@ -321,38 +321,32 @@ class Predictor:
         """Run ``model`` on ``image`` ((z, y, x) or (C, z, y, x) on ``case``'s network grid) on
         the chosen device; a GPU out of memory falls back to the CPU.
 
-        ``mirror`` (plain prediction only): average the probability with that of the image
-        mirrored left-right (x, the last axis of the reoriented grid), mirrored back — the
-        test-time mirroring nnU-Net does, along the one axis real anatomy is mirrored in.
+        ``mirror``: average over the image and its left-right mirror (plain and MC; see
+        :mod:`AutoCTVLib.predict.mirror`).
         """
         spacing_zyx_mm = tuple(case.network_geometry.spacing_xyz_mm[::-1])
 
         def attempt(device: torch.device) -> NetworkResult:
-            def once(pixels: np.ndarray) -> NetworkResult:
+            def once(pixels: np.ndarray, settings: MCSettings | None, half: int) -> NetworkResult:
+                def halved(stage: str, fraction: float, message: str) -> None:
+                    report(stage, (half + fraction) / 2, message)
+
                 return run_network(
                     model,
                     pixels,
                     spacing_zyx_mm,
                     device=device,
                     speed=self.speed,
-                    mc=mc,
+                    mc=settings,
                     max_voxels=self.max_voxels_per_pass,
                     memory_fraction=self.memory_fraction,
-                    progress=report,
+                    progress=halved if mirror else report,
                     cancel=cancel,
                 )
 
-            result = once(image)
-            if not mirror or mc is not None:
-                return result
-            _check_cancel(cancel)
-            mirrored = once(np.ascontiguousarray(image[..., ::-1]))
-            mean = 0.5 * (result.plain_prob + mirrored.plain_prob[..., ::-1])
-            return dataclasses.replace(
-                result,
-                plain_prob=mean.astype(np.float32),
-                network_s=result.network_s + mirrored.network_s,
-            )
+            if mirror:
+                return run_mirrored(once, image, mc, cancel)
+            return once(image, mc, 0)
 
         result, used, warning = with_cpu_fallback(attempt, self.device)
         self.device = used
@@ -446,7 +440,7 @@ class Predictor:
             "device": str(network.device),
             "threads": self.threads,
             "threshold": self.threshold,
-            "mirror_left_right": self.mirror_left_right and mc is None,
+            "mirror_left_right": self.mirror_left_right,
             "mc_samples": 0 if mc is None else mc.samples,
             "mc": None if mc is None else mc.to_dict(),
             "mc_sampled_fraction": network.sampled_fraction,
