@@ -89,12 +89,27 @@ def model_paths() -> dict[str, Path]:
         "6 mm": find_bundled_model(LOCATOR_MODEL_STEM),
         "cascade": models / "ctv_pelvis_cascade.safetensors",
         "cascade-fp32": models / "ctv_pelvis_cascade.safetensors",
+        "cascade-nomirror": models / "ctv_pelvis_cascade.safetensors",
     }
 
 
 #: Keys that run their model with other speed settings than the product's defaults: the MC
 #: decoder passes in float32 even where the CPU would run them in bf16 (``bf16_sampling``).
 SPEED_OPTIONS = {"cascade-fp32": {"bf16_sampling": "off"}}
+#: Keys that change the card's inference settings: all MC samples on the image as given, none
+#: on its left-right mirror (``mirror_left_right``).
+INFERENCE_OPTIONS = {"cascade-nomirror": {"mirror_left_right": False}}
+
+
+def make_predictor(key: str, path: Path, threads: int) -> Any:
+    """The predictor of a model key (its speed and inference options applied)."""
+    from AutoCTVLib.models import load_model
+    from AutoCTVLib.predict import Predictor, SpeedSettings
+
+    model, card = load_model(path)
+    card = card.replace(inference={**card.inference, **INFERENCE_OPTIONS.get(key, {})})
+    speed = SpeedSettings(**SPEED_OPTIONS.get(key, {}))
+    return Predictor(model, card, device="cpu", threads=threads, speed=speed)
 
 
 def phantom_for(variant: str, seed: int, quick: bool):
@@ -438,7 +453,8 @@ def main() -> None:
     parser.add_argument(
         "--models",
         default="6 mm,cascade",
-        help="comma-separated model keys: 6 mm, cascade, cascade-fp32 (MC passes in float32)",
+        help="comma-separated model keys: 6 mm, cascade, cascade-fp32 (MC passes in float32), "
+        "cascade-nomirror (no MC samples on the mirrored image)",
     )
     parser.add_argument("--quick", action="store_true", help="one small phantom, 4 samples")
     parser.add_argument("--out", type=Path, help="results stem")
@@ -452,8 +468,6 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, cache: Path, stem: Path) -> None:
-    from AutoCTVLib.predict import Predictor, SpeedSettings
-
     cache.mkdir(parents=True, exist_ok=True)
     paths = {key: path for key, path in model_paths().items() if key in args.models.split(",")}
     predictors: dict[str, Any] = {}
@@ -468,10 +482,7 @@ def run(args: argparse.Namespace, cache: Path, stem: Path) -> None:
                 if phantom is None:
                     phantom = phantom_for(variant, seed, args.quick)
                 if key not in predictors:
-                    speed = SpeedSettings(**SPEED_OPTIONS.get(key, {}))
-                    predictors[key] = Predictor.from_file(
-                        path, device="cpu", threads=args.threads, speed=speed
-                    )
+                    predictors[key] = make_predictor(key, path, args.threads)
                 partial = file.with_name(file.stem + ".partial.npz")
                 np.savez(partial, **predict_case(predictors[key], phantom, args.samples))
                 partial.replace(file)
