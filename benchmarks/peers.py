@@ -205,6 +205,8 @@ def train_all(args: argparse.Namespace, data: dict[str, Any], device: str) -> di
                 device,
                 "--max-train-seconds",
                 str(args.budget_s),
+                "--config",
+                str(args.autoctv_config),
             ]
             if args.autoctv_patch:
                 command += ["--patch", args.autoctv_patch]
@@ -216,6 +218,8 @@ def train_all(args: argparse.Namespace, data: dict[str, Any], device: str) -> di
                 "loop_wall_s": result["loop_seconds"],
                 "before_loop": "crops of the training cases loaded (locator not run: "
                 "use_locator_probability is off)",
+                "config": args.autoctv_config.name,
+                "mixed_precision": result["config"].get("mixed_precision", "off"),
                 "best_validation_dice": result["best_validation_dice"],
                 "model": str(work / "autoctv" / "run" / "model.json"),
             }
@@ -424,6 +428,13 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, required=True, help="training budget, wall s")
     parser.add_argument("--cases", type=int, default=40, help="training phantoms (seeds 1000..)")
     parser.add_argument("--size", help="x,y,z voxels of small training phantoms (dry runs)")
+    parser.add_argument(
+        "--autoctv-config",
+        type=Path,
+        default=BENCHMARKS / "configs" / "ctv_segmenter.json",
+        help="AutoCTV's training configuration (configs/ctv_segmenter_bf16.json: the same job "
+        "in bf16 and channels-last, for CPUs that run bf16 natively)",
+    )
     parser.add_argument("--autoctv-patch", help="z,y,x patch of AutoCTV's segmenter (dry runs)")
     parser.add_argument("--workers", type=int, default=2, help="data workers of every method")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of every process")
