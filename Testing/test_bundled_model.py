@@ -1,4 +1,5 @@
-"""The bundled CTV model: an honest card, intact weights, and real contours on unseen phantoms.
+"""The bundled 6 mm CTV model (the cascade's locator, still usable alone): an honest card,
+intact weights, and real contours on unseen phantoms.
 
 The phantoms here use seeds outside the training (1000–1039) and test (5000–5019) ranges of
 ``benchmarks/ctv_data.py``. The Dice floors sit below what the model measured on the
@@ -14,7 +15,7 @@ from conftest import feet_first_twin
 
 from AutoCTVLib.metrics import dice
 from AutoCTVLib.models import load_model, read_card
-from AutoCTVLib.models.bundled import find_bundled_model
+from AutoCTVLib.models.bundled import LOCATOR_MODEL_STEM, find_bundled_model
 from AutoCTVLib.phantom import PhantomConfig, generate_phantom
 from AutoCTVLib.predict import Predictor
 
@@ -28,7 +29,7 @@ SPACING_XYZ_MM = (1.95, 1.95, 5.0)
 @pytest.fixture(scope="module")
 def predictor() -> Predictor:
     torch.set_num_threads(2)
-    model, card = load_model(find_bundled_model())
+    model, card = load_model(find_bundled_model(LOCATOR_MODEL_STEM))
     return Predictor(model, card, device="cpu")
 
 
@@ -40,7 +41,7 @@ def phantom():
 
 
 def test_card_says_synthetic_only_and_carries_held_out_metrics() -> None:
-    card = read_card(find_bundled_model())
+    card = read_card(find_bundled_model(LOCATOR_MODEL_STEM))
     disclaimer = card.disclaimer.lower()
     assert "synthetic" in disclaimer and "not for clinical use" in disclaimer
     held_out = card.metrics["held_out_test"]

@@ -69,7 +69,7 @@ def test_demo_without_the_bundled_model_says_so(monkeypatch, tmp_path: Path, cap
     from AutoCTVLib.models import bundled
 
     monkeypatch.setattr(
-        bundled, "bundled_model_candidates", lambda: [tmp_path / "ctv_pelvis_phantom.safetensors"]
+        bundled, "bundled_model_candidates", lambda: [tmp_path / "ctv_pelvis_cascade.safetensors"]
     )
     out = tmp_path / "demo"
     code = cli(["demo", "-o", str(out), "--progress", "none", *QUICK])

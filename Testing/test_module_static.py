@@ -304,7 +304,7 @@ print(sys.modules["torch"])
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()
     assert lines[0] == "2 axial (z) slices: 1, 4"
-    assert lines[1].startswith("ctv_pelvis_phantom ")
+    assert lines[1].startswith("ctv_pelvis_cascade ")
     assert lines[2] == "['auto', 'cpu', 'cuda', 'mps'] ('learned', 'finetune', 'interpolate')"
     assert lines[3] == "None"  # still blocked: nothing imported it
 

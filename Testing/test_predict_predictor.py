@@ -220,7 +220,7 @@ def test_missing_bundled_model_says_how_to_get_one(monkeypatch, tmp_path: Path) 
     from AutoCTVLib.models import bundled
 
     monkeypatch.setattr(
-        bundled, "bundled_model_candidates", lambda: [tmp_path / "ctv_pelvis_phantom.safetensors"]
+        bundled, "bundled_model_candidates", lambda: [tmp_path / "ctv_pelvis_cascade.safetensors"]
     )
     with pytest.raises(ModelFileError, match="autoctv train") as raised:
         find_bundled_model()

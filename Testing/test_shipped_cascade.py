@@ -1,8 +1,9 @@
 """The shipped coarse-to-fine cascade (``Resources/Models/ctv_pelvis_cascade``): an honest card,
 stages that fit their weights, and a real contour on an unseen phantom.
 
-It is an optional model (``autoctv predict --model``); the default stays the 6 mm model (see
-docs/cascade.md for why). The phantom uses a seed outside every training and test range.
+It is the default CTV model (``autoctv predict`` without ``--model``, the Slicer module, the
+Python API); the 6 mm model beside it is its locator. The phantom uses a seed outside every
+training and test range.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from AutoCTVLib.metrics import dice
 from AutoCTVLib.models import load_model, read_card
+from AutoCTVLib.models.bundled import LOCATOR_MODEL_STEM, find_bundled_model, resolve_ctv_model
 from AutoCTVLib.models.model_file import check_model_file
 from AutoCTVLib.phantom import PhantomConfig, generate_phantom
 from AutoCTVLib.predict import Predictor
@@ -37,6 +39,15 @@ def test_card_describes_both_stages_and_says_synthetic_only() -> None:
     assert card.training_data["initialised_from"]["version"] == "0.3.0"
     assert "Phase 2" in card.training_data["budget"]
     assert card.inference["mirror_left_right"] is True
+
+
+def test_it_is_the_default_model_and_its_locator_is_the_bundled_6mm_model() -> None:
+    assert find_bundled_model() == CASCADE.with_suffix(".safetensors")
+    assert resolve_ctv_model(None)[0] == CASCADE
+    card = read_card(CASCADE)
+    locator = read_card(find_bundled_model(LOCATOR_MODEL_STEM))
+    assert card.stages[0]["architecture"] == locator.architecture
+    assert card.stages[0]["preprocessing"]["spacing_xyz_mm"] == [6.0, 6.0, 6.0]
 
 
 def test_contours_an_unseen_phantom_on_its_own_grid() -> None:

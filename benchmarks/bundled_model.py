@@ -1,4 +1,4 @@
-"""Train the bundled CTV model, the ablation's best configuration trained longer, and measure it.
+"""Train the bundled 6 mm CTV model (the cascade's locator) and measure it.
 
 The ablation (``benchmarks/results/ctv_ablation.md``) settles one choice: recurrent refinement
 cost Dice at our budget (0.027, 18 of 20 cases worse) and doubles the time per step. Residual
@@ -35,13 +35,13 @@ from ctv_ablation import ROWS, build_parser, row_config
 
 from AutoCTVLib.evaluation import evaluate_dataset
 from AutoCTVLib.models import SYNTHETIC_DISCLAIMER, load_model, save_model
-from AutoCTVLib.models.bundled import BUNDLED_MODEL_STEM
+from AutoCTVLib.models.bundled import LOCATOR_MODEL_STEM
 from AutoCTVLib.predict import Predictor
 from AutoCTVLib.training.config import TrainConfig
 from AutoCTVLib.training.run import run_training
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-NAME = BUNDLED_MODEL_STEM
+NAME = LOCATOR_MODEL_STEM
 VERSION = "0.2.0"
 #: The ablation row whose network the bundled model keeps (residual + SE blocks).
 NETWORK_ROW = "+ SE blocks"

@@ -169,7 +169,11 @@ def predict_case(predictor, phantom, samples: int) -> dict[str, Any]:
 def per_slice_candidates(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-slice score definitions compared on validation seeds (the product's is ``sum_R``)."""
     from AutoCTVLib.inference.review_quality import per_slice_perimeter_mm
-    from AutoCTVLib.inference.uncertainty import UncertaintyMaps, summarise_uncertainty
+    from AutoCTVLib.inference.uncertainty import (
+        UncertaintyMaps,
+        review_region,
+        summarise_uncertainty,
+    )
 
     spacing = tuple(float(v) for v in arrays["spacing_xyz_mm"])
     maps = _maps(arrays, UncertaintyMaps)
@@ -178,6 +182,7 @@ def per_slice_candidates(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]
     entropy = arrays["entropy"].astype(np.float64)
     perimeter = per_slice_perimeter_mm(arrays["mean_prob"] >= 0.5, spacing)
     sum_r = summarise_uncertainty(maps, spacing).per_slice_score
+    region = review_region(maps.mean_prob, spacing)
     return {
         "sum_R": sum_r,
         "mean_R": summarise_uncertainty(maps, spacing, reduction="mean").per_slice_score,
@@ -185,6 +190,12 @@ def per_slice_candidates(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]
             maps, spacing, measure="mutual_information"
         ).per_slice_score,
         "sum_R_5mm": summarise_uncertainty(maps, spacing, band_mm=5.0).per_slice_score,
+        # the entropy raised to a power before the sum (> 1: the most doubtful voxels count more)
+        **{
+            f"sum_R_pow{power:g}": np.where(region, entropy**power, 0.0).sum(axis=(1, 2))
+            * pixel_mm2
+            for power in (1.5, 2.0)
+        },
         "sum_slice": entropy.sum(axis=(1, 2)) * pixel_mm2,
         "expected_error": np.minimum(prob, 1.0 - prob).sum(axis=(1, 2)) * pixel_mm2,
         "max": entropy.max(axis=(1, 2)),

@@ -1,7 +1,10 @@
-"""Where the bundled CTV model lives, and a clear error when it is not there.
+"""Where the bundled CTV models live, and a clear error when one is not there.
 
-The bundled model is ``ctv_pelvis_phantom.safetensors`` with its card
-``ctv_pelvis_phantom.json`` in a ``Resources/Models`` folder. It is looked for
+The default CTV model is the coarse-to-fine cascade ``ctv_pelvis_cascade.safetensors`` with its
+card ``ctv_pelvis_cascade.json`` (a 6 mm locator and a 2 × 2 × 3 mm segmenter in one file set).
+Beside it lies the single-stage 6 mm model ``ctv_pelvis_phantom.*``: the cascade's locator and
+the start of segmenter training (``LOCATOR_MODEL_STEM``), still usable with ``--model``. Both
+sit in a ``Resources/Models`` folder, looked for
 
 1. beside the library: ``<folder holding AutoCTVLib>/Resources/Models`` — the repository root
    in a source checkout, and the Slicer module's folder in an installed extension (the library
@@ -19,7 +22,8 @@ from pathlib import Path
 from AutoCTVLib.errors import ModelFileError
 from AutoCTVLib.models.card import ModelCard, model_paths, read_card
 
-BUNDLED_MODEL_STEM = "ctv_pelvis_phantom"
+#: The default CTV model: the coarse-to-fine cascade (locator + fine-grid segmenter).
+BUNDLED_MODEL_STEM = "ctv_pelvis_cascade"
 #: The single-stage 6 mm CTV model: the locator (stage 1) that cascade segmenters are trained for.
 LOCATOR_MODEL_STEM = "ctv_pelvis_phantom"
 _MODEL_FOLDERS = (Path("Resources") / "Models", Path("AutoCTV") / "Resources" / "Models")
@@ -90,6 +94,10 @@ def ctv_model_summary(model_path: str | Path | None) -> str:
     spacing = card.preprocessing.get("spacing_xyz_mm")
     if spacing:
         parts.append("spacing " + "×".join(f"{float(v):g}" for v in spacing) + " mm")
+    if card.is_cascade:
+        locator = card.stages[0].get("preprocessing", {}).get("spacing_xyz_mm")
+        found = " on " + "×".join(f"{float(v):g}" for v in locator) + " mm" if locator else ""
+        parts[-1] += f" (cascade: the CTV found{found} first)"
     if card.disclaimer:
         parts.append(card.disclaimer)
     return "; ".join(parts)

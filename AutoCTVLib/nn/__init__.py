@@ -10,12 +10,43 @@ Typical use::
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The configuration needs no torch: model cards are checked with it before PyTorch is installed
+# (the Slicer module's first start). Everything else is imported when first asked for.
 from AutoCTVLib.nn.config import NetworkConfig, thesis_config
-from AutoCTVLib.nn.mc_dropout import dropout_modules, first_dropout, has_dropout, mc_dropout
-from AutoCTVLib.nn.recurrent import RecurrentRefinement
-from AutoCTVLib.nn.registry import available_networks, build_network, register_network
-from AutoCTVLib.nn.summary import count_parameters, describe_config
-from AutoCTVLib.nn.unet3d import UNet, UNetFeatures
+
+if TYPE_CHECKING:
+    from AutoCTVLib.nn.mc_dropout import dropout_modules, first_dropout, has_dropout, mc_dropout
+    from AutoCTVLib.nn.recurrent import RecurrentRefinement
+    from AutoCTVLib.nn.registry import available_networks, build_network, register_network
+    from AutoCTVLib.nn.summary import count_parameters, describe_config
+    from AutoCTVLib.nn.unet3d import UNet, UNetFeatures
+
+_LAZY = {
+    "dropout_modules": "mc_dropout",
+    "first_dropout": "mc_dropout",
+    "has_dropout": "mc_dropout",
+    "mc_dropout": "mc_dropout",
+    "RecurrentRefinement": "recurrent",
+    "available_networks": "registry",
+    "build_network": "registry",
+    "register_network": "registry",
+    "count_parameters": "summary",
+    "describe_config": "summary",
+    "UNet": "unet3d",
+    "UNetFeatures": "unet3d",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "NetworkConfig",

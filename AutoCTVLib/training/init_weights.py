@@ -26,7 +26,6 @@ from AutoCTVLib.preprocess import PreprocessConfig
 from AutoCTVLib.training.config import TrainConfig
 
 BUNDLED = "bundled"
-CASCADE_MODEL_STEM = "ctv_pelvis_cascade"
 #: preprocessing settings that change what the network sees (the rest only crop or reorient)
 _GRID_KEYS = ("spacing_xyz_mm", "hu_window")
 
@@ -35,13 +34,14 @@ def init_model_path(config: TrainConfig) -> Path:
     """The model file set ``config.init_weights`` names (``"bundled"`` resolved per stage)."""
     from AutoCTVLib.models.bundled import (
         BUNDLED_MODEL_STEM,
+        LOCATOR_MODEL_STEM,
         find_bundled_model,
         resolve_model_path,
     )
 
     assert config.init_weights is not None
     if config.init_weights == BUNDLED:
-        stem = CASCADE_MODEL_STEM if config.stage == "segmenter" else BUNDLED_MODEL_STEM
+        stem = BUNDLED_MODEL_STEM if config.stage == "segmenter" else LOCATOR_MODEL_STEM
         return find_bundled_model(stem)
     return resolve_model_path(config.init_weights)
 
