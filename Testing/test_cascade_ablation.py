@@ -1,0 +1,63 @@
+"""The cascade ablation's bookkeeping: paired changes against the baseline, and its configs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY / "benchmarks"))
+
+from cascade_ablation import link_shared_inputs, summary  # noqa: E402
+
+from AutoCTVLib.training.config import load_train_config  # noqa: E402
+
+
+def _row(variant: str, seed: int, dice: float, hd95: float) -> dict:
+    return {
+        "variant": variant,
+        "seed": seed,
+        "dice": dice,
+        "hd95_mm": hd95,
+        "surface_dice_2mm": dice - 0.2,
+    }
+
+
+def test_changes_are_paired_by_case_not_by_order() -> None:
+    baseline = [_row("test", 1, 0.80, 8.0), _row("flip", 2, 0.90, 5.0)]
+    # the same cases in another order: case 1 up by 0.05, case 2 down by 0.01
+    rows = [_row("flip", 2, 0.89, 6.0), _row("test", 1, 0.85, 6.0)]
+    result = summary(rows, baseline)
+    assert result["cases"] == 2 and result["cases_dice_up"] == 1
+    assert result["dice_change_mean"] == pytest.approx(0.02)
+    assert result["hd95_change_median_mm"] == pytest.approx(-0.5)
+    assert result["dice_min"] == pytest.approx(0.85) and result["hd95_max_mm"] == 6.0
+
+
+def test_a_row_without_a_baseline_case_is_an_error() -> None:
+    with pytest.raises(KeyError):
+        summary([_row("noise40", 9, 0.8, 6.0)], [_row("test", 1, 0.8, 6.0)])
+
+
+def test_rows_share_the_baseline_data_by_link(tmp_path: Path) -> None:
+    baseline = tmp_path / "peers"
+    (baseline / "heldout").mkdir(parents=True)
+    (baseline / "train.h5").write_bytes(b"data")
+    link_shared_inputs(baseline, tmp_path / "row")
+    link_shared_inputs(baseline, tmp_path / "row")  # a second run reuses the links
+    assert (tmp_path / "row" / "train.h5").read_bytes() == b"data"
+    assert (tmp_path / "row" / "heldout").resolve() == (baseline / "heldout").resolve()
+
+
+def test_the_locator_probability_row_differs_from_its_baseline_in_that_switch_only() -> None:
+    configs = REPOSITORY / "benchmarks" / "configs"
+    baseline = load_train_config(configs / "ctv_segmenter_bf16.json")
+    row = load_train_config(configs / "ctv_segmenter_bf16_locator_probability.json")
+    assert row.cascade == {**baseline.cascade, "use_locator_probability": True}
+    assert row.network_config().in_channels == 2
+    assert row.replace(cascade=baseline.cascade, network=baseline.network) == baseline
+    # the bf16 baseline is the committed from-scratch job in bf16 and channels-last
+    scratch = load_train_config(configs / "ctv_segmenter.json")
+    assert baseline.replace(mixed_precision=scratch.mixed_precision, channels_last=False) == scratch
