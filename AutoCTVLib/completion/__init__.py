@@ -19,11 +19,7 @@ no torch, so a GUI can describe a drawing before PyTorch is installed.
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-from typing import Any
-
+from AutoCTVLib.lazy_exports import keep_exports_over_submodules, lazy_getattr
 from AutoCTVLib.options import COMPLETION_METHODS
 
 METHODS = COMPLETION_METHODS
@@ -45,23 +41,7 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "METHODS"])
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'AutoCTVLib.completion' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
 
-class _Package(types.ModuleType):
-    """Keeps ``complete`` the function: importing the ``complete`` submodule sets the package
-    attribute of that name to the submodule, which would hide the function."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "complete" and isinstance(value, types.ModuleType):
-            value = value.complete
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+keep_exports_over_submodules(__name__, frozenset({"complete"}))

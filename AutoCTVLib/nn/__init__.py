@@ -10,11 +10,11 @@ Typical use::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # The configuration needs no torch: model cards are checked with it before PyTorch is installed
 # (the Slicer module's first start). Everything else is imported when first asked for.
+from AutoCTVLib.lazy_exports import keep_exports_over_submodules, lazy_getattr
 from AutoCTVLib.nn.config import NetworkConfig, thesis_config
 
 if TYPE_CHECKING:
@@ -39,16 +39,6 @@ _LAZY = {
     "UNetFeatures": "unet3d",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
 __all__ = [
     "NetworkConfig",
     "RecurrentRefinement",
@@ -65,3 +55,6 @@ __all__ = [
     "register_network",
     "thesis_config",
 ]
+
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
+keep_exports_over_submodules(__name__, frozenset({"mc_dropout"}))
