@@ -104,10 +104,13 @@ def main() -> None:
     if trainings["autoctv"]["budget_s"] != args.budget_s:
         parser.error(f"the baseline was trained for {trainings['autoctv']['budget_s']:.0f} s")
     cases = interleaved(heldout_files(baseline_work, args.test_cases, args.per_variant))
-    options = dict(
-        methods=["autoctv"], report_only=False, threads=args.threads, workers=args.workers
-    )
-    options["nnunet_step"] = 0.5  # (not used: AutoCTV only)
+    options = {
+        "methods": ["autoctv"],
+        "report_only": False,
+        "threads": args.threads,
+        "workers": args.workers,
+        "nnunet_step": 0.5,  # (peers.evaluate passes it on; AutoCTV ignores it)
+    }
     baseline_run = json.loads((baseline_work / "autoctv" / "train_segmenter.json").read_text())
     baseline_rows = evaluate(
         argparse.Namespace(work=baseline_work, **options), trainings, cases, "cpu"

@@ -216,8 +216,12 @@ def train_all(args: argparse.Namespace, data: dict[str, Any], device: str) -> di
                 "budget_s": args.budget_s,
                 "iterations": result["iterations_run"],
                 "loop_wall_s": result["loop_seconds"],
-                "before_loop": "crops of the training cases loaded (locator not run: "
-                "use_locator_probability is off)",
+                "before_loop": "crops of the training cases loaded"
+                + (
+                    " (the locator run on every case: use_locator_probability is on)"
+                    if result["config"]["cascade"].get("use_locator_probability")
+                    else " (locator not run: use_locator_probability is off)"
+                ),
                 "config": args.autoctv_config.name,
                 "mixed_precision": result["config"].get("mixed_precision", "off"),
                 "best_validation_dice": result["best_validation_dice"],
