@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from safetensors.numpy import load_file
 
 from AutoCTVLib.metrics import dice
 from AutoCTVLib.models import load_model, read_card
@@ -48,6 +50,12 @@ def test_it_is_the_default_model_and_its_locator_is_the_bundled_6mm_model() -> N
     locator = read_card(find_bundled_model(LOCATOR_MODEL_STEM))
     assert card.stages[0]["architecture"] == locator.architecture
     assert card.stages[0]["preprocessing"]["spacing_xyz_mm"] == [6.0, 6.0, 6.0]
+    # the very weights of the 6 mm model, not just its architecture
+    cascade = load_file(CASCADE.with_suffix(".safetensors"))
+    alone = load_file(find_bundled_model(LOCATOR_MODEL_STEM))
+    stage_1 = {k[len("locator.") :]: v for k, v in cascade.items() if k.startswith("locator.")}
+    assert stage_1.keys() == alone.keys()
+    assert all(np.array_equal(stage_1[name], alone[name]) for name in alone)
 
 
 def test_contours_an_unseen_phantom_on_its_own_grid() -> None:
