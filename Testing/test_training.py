@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -304,6 +305,49 @@ def test_poly_schedule_sets_each_step_and_survives_resume(
     resumed = make_trainer(cases, config, tmp_path / "resumed")
     resumed.fit(resume=True)
     assert [row["lr"] for row in resumed.state.train_history][4:] == pytest.approx(rates[4:])
+
+
+def test_lr_factor_follows_the_larger_share_of_iterations_and_time() -> None:
+    assert lr_factor("poly", 1, 100, time_share=0.5) == pytest.approx(0.5**0.9)
+    assert lr_factor("poly", 91, 100, time_share=0.5) == pytest.approx(0.1**0.9)
+    assert lr_factor("poly", 2, 100, time_share=1.7) == 0.0
+    assert lr_factor("constant", 2, 100, time_share=0.9) == 1.0
+    with pytest.raises(ValueError, match="time_share"):
+        lr_factor("poly", 2, 100, time_share=-0.1)
+    for bad in (0, -5.0, True, float("inf"), "900"):
+        with pytest.raises(ValueError, match="time_budget_s"):
+            TrainConfig(time_budget_s=bad)
+
+
+class FakeClock:
+    """``time.perf_counter`` that moves 1 s on every reading: training time without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_time_budget_decays_the_rate_stops_validated_and_resumes(
+    cases: list[TrainingCase], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(time, "perf_counter", FakeClock())
+    config = tiny_config(iterations=1000, val_every=500, lr_schedule="poly", time_budget_s=40.0)
+    trainer = make_trainer(cases, config, tmp_path / "run")
+    result = trainer.fit()
+    rates = [row["lr"] for row in trainer.state.train_history]
+    assert 5 < result.iterations < 40 and result.stopped_early
+    assert trainer.state.train_seconds >= 40.0
+    assert [v["iteration"] for v in trainer.state.validation_history] == [result.iterations]
+    assert rates[0] == config.lr and rates == sorted(rates, reverse=True)
+    assert rates[-1] < 0.2 * config.lr  # by iterations alone it would still be ≈ config.lr
+    # A larger budget on resume continues from the seconds already spent.
+    resumed = make_trainer(cases, config.replace(time_budget_s=60.0), tmp_path / "run")
+    more = resumed.fit(resume=True)
+    assert result.iterations < more.iterations < 1000 and more.stopped_early
+    assert resumed.state.train_seconds >= 60.0
 
 
 class Recorder(Callback):

@@ -136,7 +136,8 @@ def main() -> None:
         "--max-train-seconds",
         type=float,
         help="validate and stop once training has run this long (a safety net for a fixed "
-        "machine lease; the learning rate then has not decayed to zero)",
+        "machine lease); a configuration with a time_budget_s gets this as its budget, so its "
+        "learning rate decays over it",
     )
     args = parser.parse_args()
     sys.path.insert(0, str(REPOSITORY))
@@ -160,6 +161,8 @@ def main() -> None:
         changes["patch_size_zyx"] = tuple(int(v) for v in args.patch.split(","))
     if args.locator:
         changes["cascade"] = {**config.cascade, "locator_model": args.locator}
+    if args.max_train_seconds is not None and config.time_budget_s is not None:
+        changes["time_budget_s"] = args.max_train_seconds  # the benchmark's budget is the run's
     config = config.replace(**changes)
     started = time.perf_counter()
     callbacks = [] if args.max_train_seconds is None else [TimeLimit(args.max_train_seconds)]

@@ -39,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--iterations", type=int, help="total iterations (overrides config)")
     parser.add_argument("--seed", type=int, help="random seed (overrides config)")
     parser.add_argument(
+        "--time-budget-min",
+        type=float,
+        help="train for this many minutes at most, validations included (overrides config's "
+        "time_budget_s); a poly learning rate then decays to zero as the time runs out",
+    )
+    parser.add_argument(
         "--device",
         default="auto",
         help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps (default auto)",
@@ -125,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
             ("fold", args.fold),
             ("iterations", args.iterations),
             ("seed", args.seed),
+            ("time_budget_s", None if args.time_budget_min is None else 60 * args.time_budget_min),
         )
         if value is not None
     }

@@ -116,6 +116,12 @@ class TrainConfig:
             of this stage (the cascade for ``"segmenter"``, the 6 mm model for ``"single"``).
             Architecture and preprocessing must be the ones configured here; for a segmenter the
             file must be a cascade, whose segmenter stage is taken. ``None``: random start.
+        time_budget_s: wall seconds of training (validations included, summed over resumes)
+            after which the run validates once more and stops, even before ``iterations``; the
+            ``"poly"`` schedule then decays over the budget (see
+            :mod:`AutoCTVLib.training.schedule`), so the rate reaches zero as time runs out.
+            Timing makes such a run's step count, and so its weights, depend on the machine.
+            ``None``: no budget.
     """
 
     iterations: int = 20000
@@ -152,6 +158,7 @@ class TrainConfig:
     loader_workers: int = 0
     channels_last: bool = False
     init_weights: str | None = None
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("iterations", "val_every", "log_every", "batch_size", "n_folds"):
@@ -197,6 +204,16 @@ class TrainConfig:
         if not isinstance(self.label_name, str) or not self.label_name:
             raise ValueError("label_name must be a non-empty string")
         self._check_loss_weighting()
+        if self.time_budget_s is not None and not (
+            isinstance(self.time_budget_s, (int, float))
+            and not isinstance(self.time_budget_s, bool)
+            and math.isfinite(self.time_budget_s)
+            and self.time_budget_s > 0
+        ):
+            raise ValueError(
+                f"time_budget_s must be a positive number of seconds or null, "
+                f"got {self.time_budget_s!r}"
+            )
         if self.init_weights is not None and (
             not isinstance(self.init_weights, str) or not self.init_weights.strip()
         ):

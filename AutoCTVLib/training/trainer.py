@@ -76,7 +76,9 @@ CHECKPOINTS_DIR = "checkpoints"
 LAST = "last"
 BEST = "best"
 #: Settings a resumed run may change; any other difference refuses to resume.
-RESUMABLE_CHANGES = frozenset({"iterations", "val_every", "log_every", "early_stop_patience"})
+RESUMABLE_CHANGES = frozenset(
+    {"iterations", "val_every", "log_every", "early_stop_patience", "time_budget_s"}
+)
 #: Checkpoint name of the quality network's weights (``quality.safetensors``).
 QUALITY_MODULE = "quality"
 
@@ -166,6 +168,7 @@ class TrainerState:
     best_iteration: int | None = None
     validations_without_improvement: int = 0
     stopped_early: bool = False
+    train_seconds: float = 0.0
     train_history: list[dict[str, Any]] = field(default_factory=list)
     validation_history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -360,8 +363,11 @@ class Trainer:
         logger.info("resumed from iteration %d", self.state.iteration)
 
     # ------------------------------------------------------------------------- training
-    def train_step(self, iteration: int, module: nn.Module) -> float:
-        """One optimiser step on batch ``iteration``; returns this rank's loss."""
+    def train_step(self, iteration: int, module: nn.Module, time_share: float = 0.0) -> float:
+        """One optimiser step on batch ``iteration``; returns this rank's loss.
+
+        ``time_share``: the share of the time budget spent before this step (0: no budget).
+        """
         batch = self.train_data.batch(iteration, self.context.rank, self.context.world_size)
         torch.manual_seed(derived_seed(self.config.seed, iteration, self.context.rank))
         image = batch.image.to(self.device, non_blocking=True)
@@ -369,7 +375,7 @@ class Trainer:
         label = batch.label.to(self.device, non_blocking=True)
         weight = None if batch.weight is None else batch.weight.to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
-        factor = lr_factor(self.config.lr_schedule, iteration, self.config.iterations)
+        factor = lr_factor(self.config.lr_schedule, iteration, self.config.iterations, time_share)
         for group, base_lr in zip(self.optimizer.param_groups, self._base_lrs):
             group["lr"] = base_lr * factor
         with self._autocast():
@@ -495,6 +501,20 @@ class Trainer:
         self._notify("on_validation_end", record)
         return stop
 
+    def _budget_clock(self, seconds_before: float, started: float) -> float:
+        """Training seconds so far (earlier sessions included), the same on every rank.
+
+        With a time budget the ranks agree on their mean, so that they decay the rate alike and
+        stop at the same iteration.
+        """
+        seconds = seconds_before + time.perf_counter() - started
+        return seconds if self.config.time_budget_s is None else self._mean_over_ranks(seconds)
+
+    def _time_share(self, seconds: float) -> float:
+        """The share of ``config.time_budget_s`` that ``seconds`` of training spend (0: none)."""
+        budget = self.config.time_budget_s
+        return 0.0 if budget is None else seconds / budget
+
     def fit(self, resume: bool = False, cancel: CancelEvent | None = None) -> TrainResult:
         """Train up to ``config.iterations`` (continuing from the last checkpoint if ``resume``).
 
@@ -522,13 +542,16 @@ class Trainer:
             self.weighting.train()
         self._notify("on_train_start")
         started = time.perf_counter()
+        seconds_before = self.state.train_seconds
         total = self.config.iterations
         while self.state.iteration < total and not self.state.stopped_early:
             if cancel is not None and cancel.is_set():
                 raise CancelledError("training was cancelled")
             iteration = self.state.iteration + 1
-            loss = self._mean_over_ranks(self.train_step(iteration, module))
+            time_share = self._time_share(self.state.train_seconds)
+            loss = self._mean_over_ranks(self.train_step(iteration, module, time_share))
             self.state.iteration = iteration
+            self.state.train_seconds = self._budget_clock(seconds_before, started)
             record = {
                 "iteration": iteration,
                 "loss": loss,
@@ -542,8 +565,14 @@ class Trainer:
             if iteration % self.config.log_every == 0 or iteration == total:
                 self.state.train_history.append(record)
             self._notify("on_iteration_end", record)
-            if iteration % self.config.val_every == 0 or iteration == total:
+            out_of_time = (
+                not self.state.stopped_early and self._time_share(self.state.train_seconds) >= 1
+            )
+            if iteration % self.config.val_every == 0 or iteration == total or out_of_time:
                 self.record_validation(self.validate(iteration))
+            if out_of_time:
+                logger.info("time budget spent: stopped after iteration %d", iteration)
+                self.state.stopped_early = True
         self._notify("on_train_end")
         last = self.state.validation_history[-1] if self.state.validation_history else None
         return TrainResult(
