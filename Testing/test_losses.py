@@ -158,3 +158,26 @@ def test_half_precision_logits_are_summed_in_float32() -> None:
         half = loss(logits.half(), target)
         assert half.dtype == torch.float32
         assert float(half) == pytest.approx(reference, rel=1e-3)
+
+
+def test_noise_robust_dice_is_a_training_loss() -> None:
+    """``"nr_dice"``: the TMI 2020 loss by hand, pooled over the batch for the mean."""
+    logits, target = tiny()  # p = 0.5, 0.75; t = 1, 0
+    expected = (0.5**1.5 + 0.75**1.5) / (0.25 + 0.5625 + 1.0 + 1e-5)
+    loss = get_loss("nr_dice")
+    assert float(loss(logits, target)) == pytest.approx(expected, rel=1e-6)
+    generator = torch.Generator().manual_seed(2)
+    batch = torch.randn((3, 1, 3, 4, 4), generator=generator)
+    labels = (torch.rand((3, 1, 3, 4, 4), generator=generator) > 0.5).float()
+    per_sample = loss(batch, labels, None, reduction="per_sample")
+    assert per_sample.shape == (3,)
+    assert float(per_sample[1]) == pytest.approx(float(loss(batch[1:2], labels[1:2])), rel=1e-6)
+    assert float(loss(batch, labels, None, reduction="sum")) == pytest.approx(
+        float(per_sample.sum()), rel=1e-6
+    )
+    # the batch mean pools the sums (the paper's form), not the mean of per-sample ratios
+    p = torch.sigmoid(batch)
+    pooled = (p - labels).abs().pow(1.5).sum() / (p.square().sum() + labels.sum() + 1e-5)
+    assert float(loss(batch, labels)) == pytest.approx(float(pooled), rel=1e-5)
+    with pytest.raises(ValueError, match="reduction"):
+        loss(batch, labels, None, reduction="median")

@@ -242,3 +242,51 @@ def test_loss_weighting_settings_are_validated(tmp_path: Path) -> None:
     path.write_text(json.dumps({"loss_weighting": "qam_ocm", "batch_size": 1}))
     with pytest.raises(InputError, match="batch_size"):
         load_train_config(path)
+
+
+def test_warm_up_trains_plainly_then_weights_and_logs_each_patch_loss(
+    cases: list[TrainingCase], tmp_path: Path
+) -> None:
+    config = weighted_config(iterations=6, val_every=6, weighting_warmup_iterations=3)
+    trainer = make_trainer(cases, config, tmp_path / "warm")
+    untouched = quality_sha256(trainer)
+    warm_only = make_trainer(cases, config.replace(iterations=3), tmp_path / "warm_only")
+    warm_only.fit()
+    # the quality network is not trained while the loss is the plain mean
+    assert quality_sha256(warm_only) == untouched
+    plain = make_trainer(
+        cases, weighted_config(iterations=3, loss_weighting="none"), tmp_path / "p"
+    )
+    plain.fit()
+    assert [r["loss"] for r in warm_only.state.train_history] == pytest.approx(
+        [r["loss"] for r in plain.state.train_history], rel=1e-6
+    )
+    trainer.fit()
+    history = trainer.state.train_history
+    assert all("sample_weights" not in row for row in history[:3])
+    for row in history[3:]:
+        assert len(row["sample_weights"]) == len(row["sample_losses"]) == 3
+        assert all(v >= 0 for v in row["sample_losses"])
+    assert quality_sha256(trainer) != untouched
+
+
+def test_labelled_only_weighting_in_training(cases: list[TrainingCase], tmp_path: Path) -> None:
+    config = weighted_config(iterations=6, val_every=6, weight_labelled_only=True)
+    donor = cases[3]
+    unlabelled = TrainingCase.from_arrays(
+        "no_label", donor.image, np.zeros_like(donor.label), donor.spacing_xyz_mm
+    )
+    trainer = make_trainer([*cases[:3], unlabelled, *cases[4:]], config, tmp_path / "labelled")
+    trainer.fit()
+    empty = [
+        (w, row)
+        for row in trainer.state.train_history
+        for w, share in zip(row["sample_weights"], row["label_shares"])
+        if share == 0
+    ]
+    assert len(empty) >= 4, "the case without label is in most batches (3 of the 4 cases each)"
+    assert all(w == pytest.approx(1 / 3, abs=1e-6) for w, _ in empty)
+    with pytest.raises(ValueError, match="weighting_warmup_iterations"):
+        weighted_config(weighting_warmup_iterations=-1)
+    with pytest.raises(ValueError, match="weight_labelled_only"):
+        weighted_config(weight_labelled_only="yes")

@@ -14,6 +14,7 @@ from AutoCTVLib.noisy.weighting import (
     MeanWeighting,
     QualityWeighting,
     build_loss_weighting,
+    labelled_weights,
 )
 from AutoCTVLib.training.losses import bce_dice_loss
 
@@ -140,3 +141,44 @@ def test_build_loss_weighting_names() -> None:
     assert all(torch.equal(first[key], second[key]) for key in first)
     with pytest.raises(ValueError, match="loss weighting"):
         build_loss_weighting("mean", spatial_dims=2, label_channels=1)
+
+
+def test_labelled_only_leaves_patches_without_label_their_plain_weight() -> None:
+    scores = spread_scores(6)
+    label = torch.zeros(6, 1, 4, 4)
+    label[[0, 2, 3], 0, 1, 1] = 1.0  # samples 0, 2 and 3 hold label
+    weights = labelled_weights(scores, 2.0, label)
+    assert float(weights.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert weights[[1, 4, 5]].tolist() == pytest.approx([1 / 6] * 3)
+    labelled = weights[[0, 2, 3]]
+    assert float(labelled.sum()) == pytest.approx(0.5, abs=1e-6)
+    # among themselves the labelled samples keep the OCM's proportions
+    alone = batch_weights(scores[[0, 2, 3]], 2.0)
+    assert torch.allclose(labelled / labelled.sum(), alone, atol=1e-6)
+    # every sample labelled: the ordinary weights; none labelled: the plain mean
+    full = torch.ones(6, 1, 4, 4)
+    assert torch.allclose(labelled_weights(scores, 2.0, full), batch_weights(scores, 2.0))
+    empty = torch.zeros(6, 1, 4, 4)
+    assert torch.allclose(labelled_weights(scores, 2.0, empty), torch.full((6,), 1 / 6))
+    # unknown samples get nothing and do not count in K
+    mask = torch.tensor([True, False, True, True, True, True])
+    masked = labelled_weights(scores, 2.0, label, mask)
+    assert float(masked[1]) == 0.0 and masked[[4, 5]].tolist() == pytest.approx([0.2, 0.2])
+    assert float(masked.sum()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_labelled_only_weighting_trains_the_quality_network_on_labelled_patches() -> None:
+    image, label = pair(n=4)
+    label[1] = 0.0
+    per_sample = torch.tensor([0.4, 2.0, 0.9, 0.1], requires_grad=True)
+    strategy = build_loss_weighting(
+        "qam_ocm", spatial_dims=2, label_channels=1, seed=0, labelled_only=True
+    )
+    result = strategy(per_sample, image, label)
+    assert float(result.weights[1]) == pytest.approx(0.25)
+    result.loss.backward()
+    assert per_sample.grad is not None and float(per_sample.grad[1]) == pytest.approx(0.25)
+    grads = [p.grad for p in strategy.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+    plain = build_loss_weighting("qam_ocm", spatial_dims=2, label_channels=1, seed=0)
+    assert float(plain(per_sample, image, label).weights[1]) != pytest.approx(0.25)

@@ -226,3 +226,30 @@ def test_batches_prepared_by_workers_are_the_same(dataset: Path, locator_path: P
             assert np.array_equal(ahead.label.numpy(), here.label.numpy())
     finally:
         prefetching.close()
+
+
+def test_a_segmenter_trains_with_quality_weighting_on_aligned_patches(
+    dataset: Path, locator_path: Path, tmp_path: Path
+) -> None:
+    """The noisy-label methods reach stage 2: QAM+OCM on aligned patches of distinct cases."""
+    config = segmenter_config(
+        locator_path,
+        iterations=4,
+        val_every=4,
+        batch_size=3,
+        boundary_fraction=0.0,
+        distinct_cases=True,
+        aligned_patches=True,
+        loss_weighting="qam_ocm",
+        weight_labelled_only=True,
+        qam_channels=[4, 8],
+    )
+    run_dir = tmp_path / "run"
+    run_training(dataset, run_dir, config)
+    model, card = load_model(run_dir / "model")
+    assert isinstance(model, CascadeModel) and card.is_cascade
+    rows = json.loads((run_dir / "logs" / "history.json").read_text())["train"]
+    assert rows and all(len(row["sample_weights"]) == 3 for row in rows)
+    with pytest.raises(ValueError, match="boundary_fraction to 0 to align"):
+        segmenter_config(locator_path, aligned_patches=True)
+    assert segmenter_config(locator_path, loss="nr_dice").loss == "nr_dice"

@@ -61,6 +61,36 @@ def _check_losses(per_sample_loss: torch.Tensor, sample_mask: torch.Tensor | Non
         )
 
 
+def labelled_weights(
+    scores: torch.Tensor,
+    ocm_lambda: float | None,
+    label: torch.Tensor,
+    sample_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Weights (N,) shared by quality only among the samples that hold label.
+
+    A known sample without a labelled voxel keeps the plain weight ``1 / K`` (K known samples):
+    it shows no contour, so it says nothing of its annotator, and the quality network must not
+    be able to silence it (that would leave the network's false positives there untrained). The
+    ``L`` labelled samples share ``L / K`` by the softmax of their (bounded) scores. Without
+    any labelled sample this is the plain mean; with every sample labelled, :func:`batch_weights`.
+    """
+    known = (
+        torch.ones_like(scores, dtype=torch.bool)
+        if sample_mask is None
+        else sample_mask.to(torch.bool)
+    )
+    labelled = known & (label.flatten(1).amax(dim=1) > 0)
+    n_known = int(known.sum())
+    if n_known == 0:
+        return torch.zeros_like(scores, dtype=torch.float32)
+    plain = known.float() / n_known
+    if not bool(labelled.any()):
+        return plain
+    share = batch_weights(scores, ocm_lambda, labelled) * (float(labelled.sum()) / n_known)
+    return torch.where(labelled, share, plain)
+
+
 class LossWeighting(nn.Module):
     """Base class of the strategies (see the module docstring)."""
 
@@ -106,10 +136,16 @@ class QualityWeighting(LossWeighting):
         ocm_lambda: λ of the OCM, or ``None`` for the plain QAM.
     """
 
-    def __init__(self, quality_network: QualityNetwork, ocm_lambda: float | None) -> None:
+    def __init__(
+        self,
+        quality_network: QualityNetwork,
+        ocm_lambda: float | None,
+        labelled_only: bool = False,
+    ) -> None:
         super().__init__()
         self.quality_network = quality_network
         self.ocm_lambda = None if ocm_lambda is None else check_ocm_lambda(ocm_lambda)
+        self.labelled_only = bool(labelled_only)
         self.name = "qam" if ocm_lambda is None else "qam_ocm"
 
     def forward(
@@ -125,7 +161,10 @@ class QualityWeighting(LossWeighting):
                 f"{per_sample_loss.shape[0]} losses for a batch of {image.shape[0]} samples"
             )
         scores = self.quality_network(image, label).float()
-        weights = batch_weights(scores, self.ocm_lambda, sample_mask)
+        if self.labelled_only:
+            weights = labelled_weights(scores, self.ocm_lambda, label, sample_mask)
+        else:
+            weights = batch_weights(scores, self.ocm_lambda, sample_mask)
         # Samples without a known voxel have weight 0; torch.where keeps a non-finite loss
         # there from turning the sum into NaN.
         contributions = torch.where(
@@ -146,6 +185,7 @@ def build_loss_weighting(
     qam_channels: tuple[int, ...] = DEFAULT_QAM_CHANNELS,
     qam_norm: str = "batch",
     seed: int | None = None,
+    labelled_only: bool = False,
 ) -> LossWeighting:
     """The strategy called ``name`` ("none", "qam" or "qam_ocm").
 
@@ -157,6 +197,8 @@ def build_loss_weighting(
         ocm_lambda: λ for ``"qam_ocm"`` (ignored otherwise).
         qam_channels, qam_norm: the quality network's block widths and normalisation.
         seed: initialises the quality network's weights (``None``: torch's global state).
+        labelled_only: share the weights only among samples holding label
+            (:func:`labelled_weights`).
     """
     if name not in WEIGHTING_NAMES:
         raise ValueError(
@@ -172,4 +214,6 @@ def build_loss_weighting(
         norm=qam_norm,
         seed=seed,
     )
-    return QualityWeighting(network, ocm_lambda if name == "qam_ocm" else None)
+    return QualityWeighting(
+        network, ocm_lambda if name == "qam_ocm" else None, labelled_only=labelled_only
+    )

@@ -46,7 +46,7 @@ from AutoCTVLib.training.schedule import LR_SCHEDULES
 from AutoCTVLib.training.segmenter_config import STAGES, SegmenterSettings
 
 MIXED_PRECISION = ("auto", "off", "bf16", "fp16")
-LOSS_NAMES = ("bce", "dice", "bce_dice")
+LOSS_NAMES = ("bce", "dice", "bce_dice", "nr_dice")
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -73,8 +73,8 @@ class TrainConfig:
             ``iterations``, as nnU-Net); see :mod:`AutoCTVLib.training.schedule`.
         weight_decay: Adam weight decay.
         grad_clip_norm: clip the gradient norm to this value (``None``: no clipping).
-        loss: ``"bce"``, ``"dice"`` or ``"bce_dice"`` (thesis' final model), applied to every
-            recurrent step.
+        loss: ``"bce"``, ``"dice"``, ``"bce_dice"`` (thesis' final model) or ``"nr_dice"`` (the
+            noise-robust Dice loss, ``docs/noisy_labels.md``), applied to every recurrent step.
         seed: seeds weights, patch sampling, augmentation and dropout.
         fold, n_folds: cross-validation fold (0-based) used for validation.
         augment: random flips/rotations/shifts/noise on training patches.
@@ -101,6 +101,11 @@ class TrainConfig:
             offset from the label centroid, or same relative position), so that loss weighting
             compares labels of the same anatomy rather than patches holding more or less label;
             see :class:`AutoCTVLib.training.data.PatchSampler`.
+        weight_labelled_only: with a loss weighting, share the weights only among the patches
+            of a batch that hold label; a patch without label keeps the plain weight 1/N (it
+            shows no contour, so nothing of its annotator's quality).
+        weighting_warmup_iterations: with a loss weighting, train with the plain mean for this
+            many iterations first (the quality network is not trained meanwhile).
         stage: ``"single"`` (one network on the whole body crop) or ``"segmenter"`` (a cascade's
             fine-grid stage 2, exported together with its locator as one cascade model).
         cascade: :class:`~AutoCTVLib.training.segmenter_config.SegmenterSettings` fields (only
@@ -152,6 +157,8 @@ class TrainConfig:
     qam_channels: tuple[int, ...] = DEFAULT_QAM_CHANNELS
     distinct_cases: bool = False
     aligned_patches: bool = False
+    weight_labelled_only: bool = False
+    weighting_warmup_iterations: int = 0
     stage: str = "single"
     cascade: dict[str, Any] = field(default_factory=dict)
     boundary_fraction: float = 0.0
@@ -249,6 +256,13 @@ class TrainConfig:
                 f"loss_weighting {self.loss_weighting!r} compares the patches of a batch: "
                 f"batch_size must be at least 2, got {self.batch_size}"
             )
+        if not isinstance(self.weight_labelled_only, bool):
+            raise ValueError("weight_labelled_only must be true or false")
+        warmup = self.weighting_warmup_iterations
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise ValueError(
+                f"weighting_warmup_iterations must be a non-negative integer, got {warmup!r}"
+            )
         if isinstance(self.qam_lr, bool) or not (
             isinstance(self.qam_lr, (int, float)) and math.isfinite(self.qam_lr) and self.qam_lr > 0
         ):
@@ -287,8 +301,11 @@ class TrainConfig:
                     'cascade and boundary_fraction need "stage": "segmenter" (a cascade stage 2)'
                 )
             return
-        if self.loss_weighting != "none" or self.aligned_patches:
-            raise ValueError("a segmenter is trained without loss weighting or aligned patches")
+        if self.aligned_patches and fraction:
+            raise ValueError(
+                "aligned_patches places every patch of a batch alike; boundary_fraction centres "
+                "each patch on its own surface voxel: set boundary_fraction to 0 to align"
+            )
         settings = SegmenterSettings.from_dict(self.cascade)
         inputs = 2 if settings.use_locator_probability else 1
         if self.network_config().in_channels != inputs:

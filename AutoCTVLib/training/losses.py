@@ -1,4 +1,5 @@
-"""Segmentation losses on logits with a per-voxel weight map: BCE, soft Dice, BCE + Dice.
+"""Segmentation losses on logits with a per-voxel weight map: BCE, soft Dice, BCE + Dice, and
+the noise-robust Dice loss (``"nr_dice"``, for training on disagreeing labels).
 
 Shapes: ``logits`` and ``target`` are (N, C, *S) (C sigmoid outputs, S = (z, y, x) or (y, x));
 ``target`` holds 0/1 (soft labels in [0, 1] work too). ``weight`` is ``None`` (all ones) or a
@@ -188,15 +189,36 @@ def recurrent_loss(
     return total / float(sum(step_weights))
 
 
+def nr_dice_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    *,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """The noise-robust Dice loss (:mod:`AutoCTVLib.noisy.robust_losses`, γ = 1.5) as a
+    training loss: ``"mean"`` pools the sums over the batch (the paper's form), ``"per_sample"``
+    gives one loss per patch (for loss weighting); ``"sum"`` is the per-sample losses' sum."""
+    from AutoCTVLib.noisy.robust_losses import noise_robust_dice_loss
+
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    if reduction == "mean":
+        return noise_robust_dice_loss(logits, target, weight, reduction="mean")
+    per_sample = noise_robust_dice_loss(logits, target, weight, reduction="per_sample")
+    return per_sample if reduction == "per_sample" else per_sample.sum()
+
+
 LOSSES: dict[str, LossFunction] = {
     "bce": bce_loss,
     "dice": soft_dice_loss,
     "bce_dice": bce_dice_loss,
+    "nr_dice": nr_dice_loss,
 }
 
 
 def get_loss(name: str) -> LossFunction:
-    """The loss function registered as ``name`` ("bce", "dice" or "bce_dice")."""
+    """The loss function registered as ``name`` ("bce", "dice", "bce_dice" or "nr_dice")."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
     return LOSSES[name]

@@ -25,7 +25,11 @@ network that is trained jointly (its parameters form a second optimiser group wi
 rate ``config.qam_lr``; its weights are checkpointed as ``quality.safetensors``, so resuming
 stays exact). In a distributed run each process weights its own share of the batch and the
 quality network's gradients are averaged over processes like the segmentation network's.
-Only the segmentation network is used for validation, export and inference.
+``config.weight_labelled_only`` shares the weights only among patches that hold label
+(:func:`AutoCTVLib.noisy.weighting.labelled_weights`); ``config.weighting_warmup_iterations``
+trains with the plain mean first. The training log records each weighted step's weights, cases,
+labelled shares and per-patch losses. Only the segmentation network is used for validation,
+export and inference.
 """
 
 from __future__ import annotations
@@ -265,6 +269,7 @@ class Trainer:
         # brings back the last scaled rate, never the base one).
         self._base_lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
         self.last_sample_weights: list[float] | None = None
+        self.last_sample_losses: list[float] | None = None
         self.last_case_ids: tuple[str, ...] | None = None
         self.last_label_shares: list[float] | None = None
         self.train_data = train_data
@@ -292,6 +297,7 @@ class Trainer:
             ocm_lambda=self.config.ocm_lambda,
             qam_channels=self.config.qam_channels,
             seed=derived_seed(self.config.seed, 1),
+            labelled_only=self.config.weight_labelled_only,
         )
         return weighting.to(self.device)
 
@@ -380,7 +386,9 @@ class Trainer:
             group["lr"] = base_lr * factor
         with self._autocast():
             step_logits = module(image)
-        if self.weighting is None:
+        warming_up = iteration <= self.config.weighting_warmup_iterations
+        self.last_sample_weights = None
+        if self.weighting is None or warming_up:
             loss = self.loss_fn([logits.float() for logits in step_logits], label, weight)
         else:
             loss = self._weighted_loss(step_logits, image, label, weight)
@@ -417,6 +425,7 @@ class Trainer:
         with self._autocast():
             result = self.weighting(per_sample, image, label, known)
         self.last_sample_weights = [float(w) for w in result.weights.cpu()]
+        self.last_sample_losses = [float(v) for v in per_sample.detach().cpu()]
         # how much of each patch is labelled: a diagnostic of what the quality network keys on
         self.last_label_shares = [float(v) for v in label.flatten(1).mean(dim=1).cpu()]
         return result.loss
@@ -562,6 +571,7 @@ class Trainer:
                 record["sample_weights"] = self.last_sample_weights
                 record["case_ids"] = list(self.last_case_ids or ())
                 record["label_shares"] = list(self.last_label_shares or ())
+                record["sample_losses"] = list(self.last_sample_losses or ())
             if iteration % self.config.log_every == 0 or iteration == total:
                 self.state.train_history.append(record)
             self._notify("on_iteration_end", record)
