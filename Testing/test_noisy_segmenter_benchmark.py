@@ -27,7 +27,7 @@ def test_weight_diagnostics_by_hand() -> None:
         history_row([0.1, 0.2, 0.3, 0.4], [0.5, 0.4, 0.3, 0.2], [0.0, 0.1, 0.2, 0.3]),
     ]
     plain_rows = [{"loss": 1.0}]  # warm-up rows carry no weights and are skipped
-    found = bench.weight_diagnostics(plain_rows + [early, early] + late)
+    found = bench.weight_diagnostics([*plain_rows, early, early, *late])
     assert found["loss_r"] == pytest.approx(-1.0, abs=1e-3)
     # patches without label: 0.2·4 and 0.1·4
     assert found["unlabelled_weight"] == pytest.approx(0.6)
