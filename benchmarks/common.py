@@ -7,8 +7,10 @@ import json
 import os
 import platform
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 
 def machine_description() -> dict[str, object]:
@@ -47,6 +49,20 @@ def machine_description() -> dict[str, object]:
     except ImportError:
         pass
     return info
+
+
+_Job = TypeVar("_Job")
+
+
+def run_jobs(
+    run_one: Callable[[_Job], dict[str, Any]], jobs: Sequence[_Job], workers: int
+) -> list[dict[str, Any]]:
+    """``run_one`` on every job, in ``workers`` processes when there are several jobs (results in
+    job order)."""
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            return list(pool.map(run_one, jobs))
+    return [run_one(job) for job in jobs]
 
 
 def median(values: Sequence[float]) -> float:

@@ -33,7 +33,6 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from common import write_results
+from common import run_jobs, write_results
 
 BENCHMARKS = Path(__file__).resolve().parent
 RESULTS = BENCHMARKS / "results"
@@ -456,14 +455,8 @@ def main() -> None:
             else:
                 jobs.append((settings, row.name, column, str(work_dir)))
     started = time.perf_counter()
-    if args.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=args.workers) as pool:
-            for record in pool.map(run_one, jobs):
-                records[(record["row"], record["column"])] = record
-    else:
-        for job in jobs:
-            record = run_one(job)
-            records[(record["row"], record["column"])] = record
+    for record in run_jobs(run_one, jobs, args.workers):
+        records[(record["row"], record["column"])] = record
     elapsed = time.perf_counter() - started
     write_table(records, settings, out_stem, rows)
     plotted = plot_trajectory(records, plot_path)

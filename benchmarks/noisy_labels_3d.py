@@ -32,7 +32,6 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from common import write_results
+from common import run_jobs, write_results
 
 BENCHMARKS = Path(__file__).resolve().parent
 RESULTS = BENCHMARKS / "results"
@@ -259,18 +258,22 @@ def weight_by_style(
     return summary
 
 
-def weight_share_correlation(history: list[dict[str, Any]]) -> float | None:
-    """Pearson correlation of N·Θ with the patch's labelled share, both centred per batch.
+def weight_share_correlation(
+    history: list[dict[str, Any]], key: str = "label_shares"
+) -> float | None:
+    """Pearson correlation of N·Θ with a per-patch record (default: the patch's labelled
+    share), both centred per batch; ``None`` when a row lacks the record.
 
     Near 0: the quality network's weights do not follow how much of a patch is labelled; a
     clear positive value means it favours patches holding more CTV, whatever the annotator.
+    With ``key="sample_losses"`` a negative value means it favours patches already fitted.
     """
     weights, shares = [], []
     for row in history:
-        if not row.get("label_shares"):
+        if not row.get(key):
             return None
         w = np.asarray(row["sample_weights"]) * len(row["sample_weights"])
-        share = np.asarray(row["label_shares"])
+        share = np.asarray(row[key])
         weights.append(w - w.mean())
         shares.append(share - share.mean())
     if not weights:
@@ -400,14 +403,8 @@ def main() -> None:
         else:
             jobs.append((settings, strategy, placement, str(work_dir)))
     started = time.perf_counter()
-    if args.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(args.workers, len(jobs))) as pool:
-            for record in pool.map(run_one, jobs):
-                records[run_name(record["strategy"], record["placement"])] = record
-    else:
-        for job in jobs:
-            record = run_one(job)
-            records[run_name(record["strategy"], record["placement"])] = record
+    for record in run_jobs(run_one, jobs, args.workers):
+        records[run_name(record["strategy"], record["placement"])] = record
     elapsed = time.perf_counter() - started
     write_table(records, settings, out_stem)
     for job in jobs:

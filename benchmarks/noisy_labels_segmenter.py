@@ -39,7 +39,6 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from common import write_results
+from common import run_jobs, write_results
 from noisy_labels_3d import volume_ratio, weight_by_style, weight_share_correlation
 
 BENCHMARKS = Path(__file__).resolve().parent
@@ -274,7 +273,7 @@ def load_cases(path: Path) -> dict[str, Any]:
 
 
 def weight_diagnostics(history: list[dict[str, Any]]) -> dict[str, float | None]:
-    """What the weights followed over the last half of training (after any warm-up).
+    """What the weights followed over the last half of the weighted steps.
 
     ``loss_r``: Pearson r of N·Θ with the patch's loss, both centred per batch (negative: the
     weights favour patches the network already fits); ``unlabelled_weight``: mean N·Θ of patches
@@ -282,26 +281,16 @@ def weight_diagnostics(history: list[dict[str, Any]]) -> dict[str, float | None]
     """
     rows = [row for row in history if row.get("sample_weights")]
     rows = rows[len(rows) // 2 :]
-    weights, losses, unlabelled, effective = [], [], [], []
-    for row in rows:
-        theta = np.asarray(row["sample_weights"], dtype=float)
-        n = len(theta)
-        w = theta * n
-        loss = np.asarray(row.get("sample_losses") or [np.nan] * n, dtype=float)
-        shares = np.asarray(row["label_shares"], dtype=float)
-        weights.append(w - w.mean())
-        losses.append(loss - loss.mean())
-        unlabelled.extend(w[shares == 0])
-        effective.append(1.0 / (n * float(np.sum(theta**2))))
     if not rows:
         return {"loss_r": None, "unlabelled_weight": None, "effective_batch": None}
-    w, loss = np.concatenate(weights), np.concatenate(losses)
-    ok = np.isfinite(loss)
-    loss_r = None
-    if ok.sum() > 2 and w[ok].std() > 0 and loss[ok].std() > 0:
-        loss_r = round(float(np.corrcoef(w[ok], loss[ok])[0, 1]), 3)
+    unlabelled, effective = [], []
+    for row in rows:
+        theta = np.asarray(row["sample_weights"], dtype=float)
+        shares = np.asarray(row["label_shares"], dtype=float)
+        unlabelled.extend(theta[shares == 0] * len(theta))
+        effective.append(1.0 / (len(theta) * float(np.sum(theta**2))))
     return {
-        "loss_r": loss_r,
+        "loss_r": weight_share_correlation(rows, key="sample_losses"),
         "unlabelled_weight": round(float(np.mean(unlabelled)), 3) if unlabelled else None,
         "effective_batch": round(float(np.mean(effective)), 3),
     }
@@ -326,8 +315,8 @@ def run_one(job: tuple[Settings, str, str, str]) -> dict[str, Any]:
         config.patch_size_zyx,
         config.foreground_fraction,
         seed=config.seed,
-        distinct_cases=True,
-        aligned_patches=True,
+        distinct_cases=config.distinct_cases,
+        aligned_patches=config.aligned_patches,
     )
     trainer = Trainer(
         build_network(config.network_config(), seed=config.seed),
@@ -477,14 +466,8 @@ def main() -> None:
         if not path.is_file():
             save_cases(build_cases(settings, condition), path)
     print(f"cases ready in {time.perf_counter() - started:.0f} s", flush=True)
-    if args.workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(args.workers, len(jobs))) as pool:
-            for record in pool.map(run_one, jobs):
-                records[run_name(record["row"], record["condition"])] = record
-    else:
-        for job in jobs:
-            record = run_one(job)
-            records[run_name(record["row"], record["condition"])] = record
+    for record in run_jobs(run_one, jobs, args.workers):
+        records[run_name(record["row"], record["condition"])] = record
     write_table(records, settings, out_stem)
     print(f"{len(jobs)} trainings in {time.perf_counter() - started:.0f} s; wrote {out_stem}.md")
 

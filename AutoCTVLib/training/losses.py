@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.nn import functional
 
+from AutoCTVLib.noisy.robust_losses import noise_robust_dice_loss
+
 REDUCTIONS = ("mean", "sum", "per_sample")
 
 LossFunction = Callable[..., torch.Tensor]
@@ -199,8 +201,6 @@ def nr_dice_loss(
     """The noise-robust Dice loss (:mod:`AutoCTVLib.noisy.robust_losses`, γ = 1.5) as a
     training loss: ``"mean"`` pools the sums over the batch (the paper's form), ``"per_sample"``
     gives one loss per patch (for loss weighting); ``"sum"`` is the per-sample losses' sum."""
-    from AutoCTVLib.noisy.robust_losses import noise_robust_dice_loss
-
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     if reduction == "mean":
