@@ -73,10 +73,11 @@ def quality_sha256(trainer: Trainer) -> str:
     return weights_sha256(trainer.weighting)
 
 
+@pytest.mark.parametrize("signal", ["loss", "size_adjusted_loss"])
 def test_qam_ocm_training_checkpoints_and_resumes_exactly(
-    cases: list[TrainingCase], tmp_path: Path
+    cases: list[TrainingCase], tmp_path: Path, signal: str
 ) -> None:
-    config = weighted_config(iterations=8, val_every=4)
+    config = weighted_config(iterations=8, val_every=4, quality_signal=signal)
     straight = make_trainer(cases, config, tmp_path / "straight")
     straight.fit()
     first = make_trainer(cases, config.replace(iterations=4), tmp_path / "resumed")
@@ -106,6 +107,11 @@ def test_qam_ocm_training_checkpoints_and_resumes_exactly(
         assert len(row["label_shares"]) == 3 and all(0 <= v <= 1 for v in row["label_shares"])
         ratio = max(row["sample_weights"]) / min(row["sample_weights"])
         assert ratio <= torch.e ** (2 * config.ocm_lambda)
+    if signal == "size_adjusted_loss":  # the running baseline is resumed with the network
+        baseline = straight.weighting.size_baseline
+        assert bool(baseline.seen.any()) and torch.equal(
+            baseline.mean, second.weighting.size_baseline.mean
+        )
     changed = make_trainer(cases, config.replace(ocm_lambda=1.0), tmp_path / "resumed")
     with pytest.raises(InputError, match="ocm_lambda"):
         changed.fit(resume=True)
@@ -126,6 +132,7 @@ def test_runs_started_before_loss_weighting_existed_still_resume(
         "qam_channels",
         "distinct_cases",
         "aligned_patches",
+        "quality_signal",
     ):
         del state["trainer"]["config"][key]
     state_path.write_text(json.dumps(state))
@@ -239,6 +246,9 @@ def test_loss_weighting_settings_are_validated(tmp_path: Path) -> None:
         tiny_config(ocm_lambda=-1.0)
     with pytest.raises(ValueError, match="qam_lr"):
         tiny_config(qam_lr=0)
+    assert TrainConfig().quality_signal == "loss"
+    with pytest.raises(ValueError, match="quality_signal"):
+        tiny_config(loss_weighting="qam", quality_signal="volume")
     path.write_text(json.dumps({"loss_weighting": "qam_ocm", "batch_size": 1}))
     with pytest.raises(InputError, match="batch_size"):
         load_train_config(path)

@@ -15,7 +15,11 @@ patches and iterations:
 * ``qam_ocm``: BCE + Dice weighted by QAM + OCM (λ = 2), thesis chapter 3;
 * ``qam_ocm_labelled``: the same, with the weights shared only among patches that hold label
   (a patch without label says nothing of its annotator; it keeps the plain weight 1/N);
-* ``qam_ocm_warmup``: the labelled variant, with plain training for the first quarter.
+* ``qam_ocm_warmup``: the labelled variant, with plain training for the first quarter;
+* ``qam_ocm_size``: QAM+OCM with the quality network trained by each patch's loss less the
+  running mean loss of patches holding as much label (``quality_signal``
+  ``"size_adjusted_loss"``, :mod:`AutoCTVLib.noisy.size_baseline`), so that "holds more CTV"
+  no longer passes for "drawn better".
 
 Every row draws the same batches: patches of different cases (``distinct_cases``) placed alike
 in their crops (``aligned_patches``), as the quality network needs. Reported: test Dice and
@@ -41,7 +45,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -51,13 +55,25 @@ from noisy_labels_3d import volume_ratio, weight_by_style, weight_share_correlat
 
 BENCHMARKS = Path(__file__).resolve().parent
 RESULTS = BENCHMARKS / "results"
-#: row name -> (loss, loss weighting, weight labelled patches only, warm-up share)
-ROWS: dict[str, tuple[str, str, bool, float]] = {
-    "plain": ("bce_dice", "none", False, 0.0),
-    "nr_dice": ("nr_dice", "none", False, 0.0),
-    "qam_ocm": ("bce_dice", "qam_ocm", False, 0.0),
-    "qam_ocm_labelled": ("bce_dice", "qam_ocm", True, 0.0),
-    "qam_ocm_warmup": ("bce_dice", "qam_ocm", True, 0.25),
+
+
+class Row(NamedTuple):
+    """A row's training switches."""
+
+    loss: str
+    weighting: str
+    labelled_only: bool = False
+    warmup: float = 0.0  # share of the iterations trained with the plain mean first
+    quality_signal: str = "loss"
+
+
+ROWS: dict[str, Row] = {
+    "plain": Row("bce_dice", "none"),
+    "nr_dice": Row("nr_dice", "none"),
+    "qam_ocm": Row("bce_dice", "qam_ocm"),
+    "qam_ocm_labelled": Row("bce_dice", "qam_ocm", labelled_only=True),
+    "qam_ocm_warmup": Row("bce_dice", "qam_ocm", labelled_only=True, warmup=0.25),
+    "qam_ocm_size": Row("bce_dice", "qam_ocm", quality_signal="size_adjusted_loss"),
 }
 ROW_TITLES = {
     "plain": "plain (BCE + Dice)",
@@ -65,6 +81,7 @@ ROW_TITLES = {
     "qam_ocm": "QAM+OCM (λ = 2)",
     "qam_ocm_labelled": "QAM+OCM, labelled patches only",
     "qam_ocm_warmup": "QAM+OCM, labelled only, plain first quarter",
+    "qam_ocm_size": "QAM+OCM, size-adjusted quality signal",
 }
 #: condition -> (share of styled training cases, styles in turn)
 CONDITIONS: dict[str, tuple[float, tuple[str, ...]]] = {
@@ -141,7 +158,7 @@ def train_config(settings: Settings, row: str) -> Any:
     """The segmenter training configuration of ``row`` (plain poly rate, no augmentation)."""
     from AutoCTVLib.training.config import TrainConfig
 
-    loss, weighting, labelled_only, warmup = ROWS[row]
+    loss, weighting, labelled_only, warmup, quality_signal = ROWS[row]
     return TrainConfig(
         stage="segmenter",
         cascade={"margin_mm": settings.margin_mm, "jitter_mm": settings.jitter_mm},
@@ -168,6 +185,7 @@ def train_config(settings: Settings, row: str) -> Any:
         loss_weighting=weighting,
         weight_labelled_only=labelled_only,
         weighting_warmup_iterations=round(warmup * settings.iterations),
+        quality_signal=quality_signal,
         qam_channels=list(settings.qam_channels),
         distinct_cases=True,
         aligned_patches=True,
@@ -341,7 +359,7 @@ def run_one(job: tuple[Settings, str, str, str]) -> dict[str, Any]:
         "prepare_seconds": round(prepared_s, 1),
         "losses_every_10": [round(r["loss"], 5) for r in history[::10]],
     }
-    if ROWS[row][1] != "none":
+    if ROWS[row].weighting != "none":
         weighted = [r for r in history if r.get("sample_weights")]
         record["mean_weight_by_style"] = weight_by_style(weighted, cases["labels"], settings)
         record["weight_label_share_correlation"] = weight_share_correlation(weighted)

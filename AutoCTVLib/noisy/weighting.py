@@ -13,6 +13,11 @@ checkpointed) called as::
 * ``"qam_ocm"`` (:class:`QualityWeighting` with ``ocm_lambda=λ``): the same with the scores
   bounded by Γ(t) = λ·tanh(t) before the softmax (thesis: λ = 2).
 
+What trains Φ (``signal``): ``"loss"`` as published (Φ's gradient is ``Σ_i ∂Θ_i·L_i``), or
+``"size_adjusted_loss"`` (``Σ_i ∂Θ_i·(L_i − b(s_i))`` with ``b`` the running mean loss of patches
+holding as much label, :mod:`AutoCTVLib.noisy.size_baseline`). Either way the segmentation
+network gets ``Σ_i Θ_i·∇L_i`` and the returned loss value is ``Σ_i Θ_i·L_i``.
+
 Shapes: ``per_sample_loss`` (N,), ``image`` (N, C_img, *S), ``label`` (N, n, *S) with S = (y, x)
 or (z, y, x); ``sample_mask`` optional boolean (N,) (False: the sample has no known voxel and
 neither adds nor dilutes, as in :func:`AutoCTVLib.training.losses.bce_loss`'s mean).
@@ -30,6 +35,7 @@ from torch import nn
 
 from AutoCTVLib.noisy.ocm import DEFAULT_OCM_LAMBDA, batch_weights, check_ocm_lambda
 from AutoCTVLib.noisy.qam import DEFAULT_QAM_CHANNELS, QualityNetwork, build_quality_network
+from AutoCTVLib.noisy.size_baseline import QUALITY_SIGNALS, SizeBaseline
 
 WEIGHTING_NAMES = ("none", "qam", "qam_ocm")
 
@@ -134,6 +140,10 @@ class QualityWeighting(LossWeighting):
     Args:
         quality_network: Φ (its parameters are this module's parameters).
         ocm_lambda: λ of the OCM, or ``None`` for the plain QAM.
+        labelled_only: share the weights only among samples holding label
+            (:func:`labelled_weights`).
+        signal: what trains Φ, one of :data:`~AutoCTVLib.noisy.size_baseline.QUALITY_SIGNALS`
+            (see the module docstring).
     """
 
     def __init__(
@@ -141,11 +151,18 @@ class QualityWeighting(LossWeighting):
         quality_network: QualityNetwork,
         ocm_lambda: float | None,
         labelled_only: bool = False,
+        signal: str = "loss",
     ) -> None:
         super().__init__()
+        if signal not in QUALITY_SIGNALS:
+            raise ValueError(
+                f"quality signal must be one of {', '.join(QUALITY_SIGNALS)}, got {signal!r}"
+            )
         self.quality_network = quality_network
         self.ocm_lambda = None if ocm_lambda is None else check_ocm_lambda(ocm_lambda)
         self.labelled_only = bool(labelled_only)
+        self.signal = signal
+        self.size_baseline = SizeBaseline() if signal == "size_adjusted_loss" else None
         self.name = "qam" if ocm_lambda is None else "qam_ocm"
 
     def forward(
@@ -165,14 +182,29 @@ class QualityWeighting(LossWeighting):
             weights = labelled_weights(scores, self.ocm_lambda, label, sample_mask)
         else:
             weights = batch_weights(scores, self.ocm_lambda, sample_mask)
-        # Samples without a known voxel have weight 0; torch.where keeps a non-finite loss
-        # there from turning the sum into NaN.
-        contributions = torch.where(
-            weights > 0, weights * per_sample_loss.float(), torch.zeros_like(weights)
-        )
+        losses = per_sample_loss.float()
+        used = weights > 0
+        signal = self._signal(losses, label, used)
+        # The segmentation network's part (Θ fixed) plus Φ's part, whose value is zero and whose
+        # gradient is Σ ∂Θ_i·signal_i. Samples without a known voxel have weight 0; torch.where
+        # keeps a non-finite loss there from turning the sum into NaN.
+        zero = torch.zeros_like(weights)
+        segmentation = torch.where(used, weights.detach() * losses, zero).sum()
+        quality = torch.where(used, weights * signal, zero).sum()
         return WeightedLoss(
-            loss=contributions.sum(), weights=weights.detach(), scores=scores.detach()
+            loss=segmentation + (quality - quality.detach()),
+            weights=weights.detach(),
+            scores=scores.detach(),
         )
+
+    def _signal(
+        self, losses: torch.Tensor, label: torch.Tensor, used: torch.Tensor
+    ) -> torch.Tensor:
+        """What Φ's weights are judged by (N,), detached: the loss or its size residual."""
+        if self.size_baseline is None:
+            return torch.where(used, losses.detach(), torch.zeros_like(losses))
+        share = (label.detach().flatten(1) > 0.5).float().mean(dim=1)
+        return self.size_baseline.residual(losses, share, used, update=self.training)
 
 
 def build_loss_weighting(
@@ -186,6 +218,7 @@ def build_loss_weighting(
     qam_norm: str = "batch",
     seed: int | None = None,
     labelled_only: bool = False,
+    signal: str = "loss",
 ) -> LossWeighting:
     """The strategy called ``name`` ("none", "qam" or "qam_ocm").
 
@@ -199,6 +232,7 @@ def build_loss_weighting(
         seed: initialises the quality network's weights (``None``: torch's global state).
         labelled_only: share the weights only among samples holding label
             (:func:`labelled_weights`).
+        signal: what trains the quality network (:class:`QualityWeighting`).
     """
     if name not in WEIGHTING_NAMES:
         raise ValueError(
@@ -215,5 +249,8 @@ def build_loss_weighting(
         seed=seed,
     )
     return QualityWeighting(
-        network, ocm_lambda if name == "qam_ocm" else None, labelled_only=labelled_only
+        network,
+        ocm_lambda if name == "qam_ocm" else None,
+        labelled_only=labelled_only,
+        signal=signal,
     )

@@ -40,6 +40,7 @@ from AutoCTVLib.errors import InputError
 from AutoCTVLib.nn import NetworkConfig, thesis_config
 from AutoCTVLib.noisy.ocm import DEFAULT_OCM_LAMBDA
 from AutoCTVLib.noisy.qam import DEFAULT_QAM_CHANNELS
+from AutoCTVLib.noisy.size_baseline import QUALITY_SIGNALS
 from AutoCTVLib.noisy.weighting import WEIGHTING_NAMES
 from AutoCTVLib.preprocess import PreprocessConfig
 from AutoCTVLib.training.schedule import LR_SCHEDULES
@@ -106,6 +107,9 @@ class TrainConfig:
             shows no contour, so nothing of its annotator's quality).
         weighting_warmup_iterations: with a loss weighting, train with the plain mean for this
             many iterations first (the quality network is not trained meanwhile).
+        quality_signal: with a loss weighting, what trains the quality network: ``"loss"``
+            (as published) or ``"size_adjusted_loss"`` (the loss less the running mean loss of
+            patches holding as much label; :mod:`AutoCTVLib.noisy.size_baseline`).
         stage: ``"single"`` (one network on the whole body crop) or ``"segmenter"`` (a cascade's
             fine-grid stage 2, exported together with its locator as one cascade model).
         cascade: :class:`~AutoCTVLib.training.segmenter_config.SegmenterSettings` fields (only
@@ -159,6 +163,7 @@ class TrainConfig:
     aligned_patches: bool = False
     weight_labelled_only: bool = False
     weighting_warmup_iterations: int = 0
+    quality_signal: str = "loss"
     stage: str = "single"
     cascade: dict[str, Any] = field(default_factory=dict)
     boundary_fraction: float = 0.0
@@ -258,6 +263,11 @@ class TrainConfig:
             )
         if not isinstance(self.weight_labelled_only, bool):
             raise ValueError("weight_labelled_only must be true or false")
+        if self.quality_signal not in QUALITY_SIGNALS:
+            raise ValueError(
+                f"quality_signal must be one of {', '.join(QUALITY_SIGNALS)}, "
+                f"got {self.quality_signal!r}"
+            )
         warmup = self.weighting_warmup_iterations
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
             raise ValueError(

@@ -27,9 +27,11 @@ stays exact). In a distributed run each process weights its own share of the bat
 quality network's gradients are averaged over processes like the segmentation network's.
 ``config.weight_labelled_only`` shares the weights only among patches that hold label
 (:func:`AutoCTVLib.noisy.weighting.labelled_weights`); ``config.weighting_warmup_iterations``
-trains with the plain mean first. The training log records each weighted step's weights, cases,
-labelled shares and per-patch losses. Only the segmentation network is used for validation,
-export and inference.
+trains with the plain mean first; ``config.quality_signal`` chooses what trains the quality
+network (the loss, or the loss less what patches with as much label lose,
+:mod:`AutoCTVLib.noisy.size_baseline`). The training log records each weighted step's
+weights, cases, labelled shares and per-patch losses. Only the segmentation network is used
+for validation, export and inference.
 """
 
 from __future__ import annotations
@@ -298,6 +300,7 @@ class Trainer:
             qam_channels=self.config.qam_channels,
             seed=derived_seed(self.config.seed, 1),
             labelled_only=self.config.weight_labelled_only,
+            signal=self.config.quality_signal,
         )
         return weighting.to(self.device)
 
