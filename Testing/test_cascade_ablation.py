@@ -10,7 +10,7 @@ import pytest
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "benchmarks"))
 
-from cascade_ablation import link_shared_inputs, summary  # noqa: E402
+from cascade_ablation import BASELINE, link_shared_inputs, row_pairs, summary  # noqa: E402
 
 from AutoCTVLib.training.config import load_train_config  # noqa: E402
 
@@ -41,6 +41,18 @@ def test_a_row_without_a_baseline_case_is_an_error() -> None:
         summary([_row("noise40", 9, 0.8, 6.0)], [_row("test", 1, 0.8, 6.0)])
 
 
+def test_a_row_is_paired_with_the_baseline_or_an_earlier_row() -> None:
+    rows = ["seed 1=a.json", "no rotation, seed 1=b.json"]
+    assert row_pairs(rows, []) == {}
+    pairs = row_pairs(rows, ["no rotation, seed 1=seed 1"])
+    assert pairs == {"no rotation, seed 1": "seed 1"}
+    assert row_pairs(rows, [f"seed 1={BASELINE}"]) == {"seed 1": BASELINE}
+    with pytest.raises(ValueError, match="listed before"):
+        row_pairs(rows, ["seed 1=no rotation, seed 1"])  # a later row
+    with pytest.raises(ValueError, match="listed before"):
+        row_pairs(rows, ["seed 2=seed 1"])  # not a row
+
+
 def test_rows_share_the_baseline_data_by_link(tmp_path: Path) -> None:
     baseline = tmp_path / "peers"
     (baseline / "heldout").mkdir(parents=True)
@@ -58,6 +70,23 @@ def test_the_locator_probability_row_differs_from_its_baseline_in_that_switch_on
     assert row.cascade == {**baseline.cascade, "use_locator_probability": True}
     assert row.network_config().in_channels == 2
     assert row.replace(cascade=baseline.cascade, network=baseline.network) == baseline
+    # each augmentation row switches one part off; the seed-1 rows change the seed only
+    switched_off = {
+        "rotation": {"max_angle_deg": 0.0},
+        "zoom": {"max_scale_change": 0.0},
+        "intensity": {"max_gain": 0.0, "max_offset": 0.0, "max_noise_sd": 0.0},
+        "flip": {"flip_left_right": False},
+    }
+    for part, off in switched_off.items():
+        switched = load_train_config(configs / f"ctv_segmenter_bf16_no_{part}.json")
+        assert switched.augmentation == {**baseline.augmentation, **off}
+        assert switched.replace(augmentation=baseline.augmentation) == baseline
+    seed1 = load_train_config(configs / "ctv_segmenter_bf16_seed1.json")
+    assert seed1.seed == 1 and seed1.replace(seed=0) == baseline
+    rotation1 = load_train_config(configs / "ctv_segmenter_bf16_no_rotation_seed1.json")
+    assert rotation1.replace(seed=0) == load_train_config(
+        configs / "ctv_segmenter_bf16_no_rotation.json"
+    )
     # the bf16 baseline is the committed from-scratch job in bf16 and channels-last
     scratch = load_train_config(configs / "ctv_segmenter.json")
     assert baseline.replace(mixed_precision=scratch.mixed_precision, channels_last=False) == scratch

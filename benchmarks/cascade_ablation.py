@@ -9,7 +9,9 @@ already holds a trained model and its predictions is reused, so the peer run's A
 
 For each row: Dice mean (min), HD95 median (max), surface Dice at 2 mm, the paired change of Dice
 and HD95 from the baseline (mean over cases, and on how many cases Dice went up), training
-steps in the budget and the validation Dice at the stop.
+steps in the budget and the validation Dice at the stop. ``--pair ROW=OTHER`` pairs a row with
+another row instead of the baseline (a switch repeated with another seed is compared with the
+baseline trained with that seed).
 
 Run (after ``peers.py``; rows are ``NAME=CONFIG``)::
 
@@ -85,6 +87,22 @@ def summary(rows: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> dict[
     }
 
 
+def row_pairs(row_specs: list[str], pair_specs: list[str]) -> dict[str, str]:
+    """Each row's comparison row: ``ROW=OTHER`` specs, OTHER the baseline or an earlier row.
+
+    Raises:
+        ValueError: a pair names a row that is not given, or one given after it.
+    """
+    names = [spec.partition("=")[0] for spec in row_specs]
+    pairs = {}
+    for spec in pair_specs:
+        row, _, other = spec.partition("=")
+        if row not in names or other not in {BASELINE, *names[: names.index(row)]}:
+            raise ValueError(f"--pair {spec}: both must be rows, {other!r} listed before {row!r}")
+        pairs[row] = other
+    return pairs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -93,12 +111,22 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="work folder of the rows")
     parser.add_argument("--budget-s", type=float, required=True, help="training budget, wall s")
     parser.add_argument("--row", action="append", required=True, help="NAME=CONFIG (repeatable)")
+    parser.add_argument(
+        "--pair",
+        action="append",
+        default=[],
+        help="ROW=OTHER: compare ROW with the row OTHER instead of the baseline (repeatable)",
+    )
     parser.add_argument("--test-cases", type=int, default=4)
     parser.add_argument("--per-variant", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=BENCHMARKS / "results" / "cascade_ablation")
     args = parser.parse_args()
+    try:
+        pairs = row_pairs(args.row, args.pair)
+    except ValueError as error:
+        parser.error(str(error))
     baseline_work = args.baseline_work.resolve()
     trainings = json.loads((baseline_work / "trainings.json").read_text())
     if trainings["autoctv"]["budget_s"] != args.budget_s:
@@ -132,14 +160,17 @@ def main() -> None:
         "Dice mean (min)",
         "HD95 median (max) mm",
         "SDice@2mm",
+        "paired against",
         "Dice change (cases up)",
         "HD95 change mm (median)",
     )
     table, data = [], {}
     for name, (run, rows, config) in results.items():
-        numbers = summary(rows, baseline_rows)
+        against = pairs.get(name, BASELINE)
+        numbers = summary(rows, results[against][1])
         data[name] = {
             "config": config,
+            "paired_against": against,
             "iterations": run["iterations_run"],
             "best_validation_dice": run["best_validation_dice"],
             **numbers,
@@ -154,6 +185,7 @@ def main() -> None:
                 f"{numbers['dice_mean']:.3f} ({numbers['dice_min']:.3f})",
                 f"{numbers['hd95_median_mm']:.1f} ({numbers['hd95_max_mm']:.1f})",
                 f"{numbers['surface_dice_mean']:.3f}",
+                "" if name == BASELINE else ("baseline" if against == BASELINE else against),
                 ""
                 if name == BASELINE
                 else f"{numbers['dice_change_mean']:+.4f} "
@@ -167,7 +199,7 @@ def main() -> None:
         f"training phantoms, and tested on its {len(cases)} held-out phantoms (test seeds on "
         "varied grids; the default grid, --vary-grid, --flip and --noise-hu 40), each predicted "
         "in a fresh process on the CT's own grid. Changes are paired (same cases) against the "
-        "baseline row, which is the peer run's AutoCTV row.",
+        "row named (the baseline is the peer run's AutoCTV row).",
     ]
     data = json.loads(json.dumps(data).replace(str(REPOSITORY) + os.sep, ""))
     write_results(
