@@ -513,10 +513,13 @@ def main() -> None:
         "run_wall_s": time.perf_counter() - started,
         "data": {k: v for k, v in data.items() if k not in ("train_ids", "validation_ids")},
     }
+    trained = " and ".join(METHOD_LABELS[m] for m in args.methods)
     notes = [
-        f"Same data: all three train on the same {len(data['train_ids'])} training phantoms "
+        f"Same data: {trained} train on the same {len(data['train_ids'])} training phantoms "
         f"(seeds {data['seeds'][0]}–{data['seeds'][1]} less AutoCTV's fold-0 validation cases, "
-        "varied clinical grids; nnU-Net gets the split as its splits_final.json) with the same "
+        "varied clinical grids"
+        + ("; nnU-Net gets the split as its splits_final.json" if "nnunet" in args.methods else "")
+        + ") with the same "
         f"budget of {budget_min:.0f} min of training each, wall clock from the first iteration, "
         f"one after the other on the same device ({device}), {args.workers} data workers and "
         f"{args.threads} torch threads each. Held-out: {len(cases)} phantoms no training saw "

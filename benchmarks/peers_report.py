@@ -144,7 +144,8 @@ def write_report(
     """``out_stem.{json,md}``: the results table, then the budget table and the notes."""
     methods = [m for m in METHOD_LABELS if any(r["method"] == m for r in per_case)]
     budget = markdown_table(BUDGET_HEADER, budget_rows(trainings))
-    title = "AutoCTV cascade vs MONAI and nnU-Net v2: same data, same training budget, same device"
+    peers = " and ".join(METHOD_LABELS[m].removesuffix(" 3d_fullres") for m in methods[1:])
+    title = f"{METHOD_LABELS[methods[0]]} vs {peers}: same data, same training budget, same device"
     write_results(
         out_stem,
         title,
