@@ -41,12 +41,12 @@ def test_weight_diagnostics_by_hand() -> None:
 
 
 def test_rows_are_valid_training_configurations() -> None:
-    for row, (loss, weighting, labelled_only, warmup, signal) in bench.ROWS.items():
+    for row, (loss, weighting, labelled_only, warmup, signal, bound) in bench.ROWS.items():
         config = bench.train_config(bench.FULL, row)
         assert config.stage == "segmenter" and config.loss == loss
         assert config.loss_weighting == weighting and config.weight_labelled_only is labelled_only
         assert config.weighting_warmup_iterations == round(warmup * bench.FULL.iterations)
-        assert config.quality_signal == signal
+        assert config.quality_signal == signal and config.ocm_lambda == bound
         assert config.distinct_cases and config.aligned_patches
 
 

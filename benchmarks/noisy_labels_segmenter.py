@@ -19,7 +19,9 @@ patches and iterations:
 * ``qam_ocm_size``: QAM+OCM with the quality network trained by each patch's loss less the
   running mean loss of patches holding as much label (``quality_signal``
   ``"size_adjusted_loss"``, :mod:`AutoCTVLib.noisy.size_baseline`), so that "holds more CTV"
-  no longer passes for "drawn better".
+  no longer passes for "drawn better";
+* ``qam_ocm_size_soft``: the same with the OCM's bound λ = 0.5 (weights within a factor e of
+  each other), so the weights cannot concentrate on a few patches.
 
 Every row draws the same batches: patches of different cases (``distinct_cases``) placed alike
 in their crops (``aligned_patches``), as the quality network needs. Reported: test Dice and
@@ -65,6 +67,7 @@ class Row(NamedTuple):
     labelled_only: bool = False
     warmup: float = 0.0  # share of the iterations trained with the plain mean first
     quality_signal: str = "loss"
+    ocm_lambda: float = 2.0  # the OCM's bound (thesis: 2)
 
 
 ROWS: dict[str, Row] = {
@@ -74,6 +77,9 @@ ROWS: dict[str, Row] = {
     "qam_ocm_labelled": Row("bce_dice", "qam_ocm", labelled_only=True),
     "qam_ocm_warmup": Row("bce_dice", "qam_ocm", labelled_only=True, warmup=0.25),
     "qam_ocm_size": Row("bce_dice", "qam_ocm", quality_signal="size_adjusted_loss"),
+    "qam_ocm_size_soft": Row(
+        "bce_dice", "qam_ocm", quality_signal="size_adjusted_loss", ocm_lambda=0.5
+    ),
 }
 ROW_TITLES = {
     "plain": "plain (BCE + Dice)",
@@ -82,6 +88,7 @@ ROW_TITLES = {
     "qam_ocm_labelled": "QAM+OCM, labelled patches only",
     "qam_ocm_warmup": "QAM+OCM, labelled only, plain first quarter",
     "qam_ocm_size": "QAM+OCM, size-adjusted quality signal",
+    "qam_ocm_size_soft": "QAM+OCM (λ = 0.5), size-adjusted quality signal",
 }
 #: condition -> (share of styled training cases, styles in turn)
 CONDITIONS: dict[str, tuple[float, tuple[str, ...]]] = {
@@ -158,7 +165,7 @@ def train_config(settings: Settings, row: str) -> Any:
     """The segmenter training configuration of ``row`` (plain poly rate, no augmentation)."""
     from AutoCTVLib.training.config import TrainConfig
 
-    loss, weighting, labelled_only, warmup, quality_signal = ROWS[row]
+    loss, weighting, labelled_only, warmup, quality_signal, ocm_lambda = ROWS[row]
     return TrainConfig(
         stage="segmenter",
         cascade={"margin_mm": settings.margin_mm, "jitter_mm": settings.jitter_mm},
@@ -186,6 +193,7 @@ def train_config(settings: Settings, row: str) -> Any:
         weight_labelled_only=labelled_only,
         weighting_warmup_iterations=round(warmup * settings.iterations),
         quality_signal=quality_signal,
+        ocm_lambda=ocm_lambda,
         qam_channels=list(settings.qam_channels),
         distinct_cases=True,
         aligned_patches=True,
