@@ -287,7 +287,13 @@ def test_upload_view_play_edit_download(server: WebServer, files: dict[str, Path
         # side by side: current CTV (orange) left, the uploaded reference (green) right
         page.check("#show-reference")
         page.click("#layout-4")
-        page.locator("#compare-title").wait_for()
+        # building the compare view can take long on a loaded CPU; if it never comes, the
+        # server's log says why (the handler's error, if any)
+        try:
+            wait_for(lambda: page.locator("#compare-title").count() > 0, 90, "the compare title")
+        except AssertionError as error:
+            log_end = server.log()[-3000:]
+            raise AssertionError(f"{error}; the server's log ends:\n{log_end}") from None
         views = page.locator(".remote-controlled-area")
         wait_for(lambda: views.count() == 2, 60, "two views side by side")
         wait_for(lambda: green_pixels(views.nth(1).screenshot()) > 100, 60, "the reference")
