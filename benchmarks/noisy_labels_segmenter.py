@@ -30,7 +30,7 @@ followed: mean N·Θ per annotator style, the within-batch correlation of N·Θ 
 loss and labelled share, the weight left to patches without label, and the effective batch
 (1 / Σ Θ², as a share of N).
 
-Run (about 45 minutes on 2 CPU cores)::
+Run (about 100 minutes on 2 CPU cores for all rows)::
 
     .venv/bin/python benchmarks/noisy_labels_segmenter.py --workers 2
 
