@@ -52,7 +52,7 @@ def test_rows_are_valid_training_configurations() -> None:
 
 def test_quick_run_writes_every_row(tmp_path: Path) -> None:
     command = [sys.executable, str(BENCHMARKS / "noisy_labels_segmenter.py"), "--quick"]
-    command += ["--rows", "plain", "qam_ocm_labelled", "--conditions", "heavy"]
+    command += ["--rows", "plain", "qam_ocm_labelled", "--conditions", "heavy", "--seed", "3"]
     command += ["--work-dir", str(tmp_path), "--out", str(tmp_path / "table")]
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     data = json.loads((tmp_path / "table.json").read_text())
@@ -65,3 +65,4 @@ def test_quick_run_writes_every_row(tmp_path: Path) -> None:
     assert len(weighted["test_per_case"]) == bench.QUICK.n_test
     table = (tmp_path / "table.md").read_text()
     assert "QAM+OCM, labelled patches only" in table and "plain (BCE + Dice)" in table
+    assert weighted["settings"]["seed"] == 3 and "Seed 3:" in table

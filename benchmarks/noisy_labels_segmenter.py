@@ -434,7 +434,8 @@ def write_table(records: dict[str, dict[str, Any]], settings: Settings, out_stem
         + ", ".join(f"{s} {np.mean(v):.3f}" for s, v in sorted(agreement.items()))
         + ". clean: every training label standard; heavy: 9 of 12 styled (wide, tight, random "
         "in turn). Test Dice and HD95: against the guideline CTV of 4 unseen phantoms, on their "
-        "segmenter crops (2 × 2 × 3 mm).",
+        "segmenter crops (2 × 2 × 3 mm). Seed "
+        f"{settings.seed}: which training cases carry which style, initial weights, patches.",
         "N·Θ is a patch's weight times the batch size (1 = the plain mean). The correlations are "
         "Pearson r with both centred within each batch, over the second half of training; "
         "effective batch: mean 1 / (N Σ Θ²).",
@@ -464,12 +465,20 @@ def main() -> None:
         "--conditions", nargs="+", choices=sorted(CONDITIONS), default=list(CONDITIONS)
     )
     parser.add_argument("--iterations", type=int, help="override the iterations per training")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="override the seed (which cases the styles fall on, weights, patches); "
+        "use its own --work-dir and --out",
+    )
     parser.add_argument("--work-dir", type=Path, help="per-run results")
     parser.add_argument("--out", type=Path, help="output stem (default benchmarks/results/...)")
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
     if args.iterations:
         settings = replace(settings, iterations=args.iterations)
+    if args.seed is not None:
+        settings = replace(settings, seed=args.seed)
     name = "noisy_labels_segmenter" + ("_quick" if args.quick else "")
     work_dir = args.work_dir or BENCHMARKS / "out" / name
     work_dir.mkdir(parents=True, exist_ok=True)
