@@ -31,6 +31,11 @@ or ``"size_adjusted_loss"`` (the loss less the running mean loss of patches with
 label, :class:`SizeBaseline`)."""
 
 
+def label_shares(label: torch.Tensor) -> torch.Tensor:
+    """How much of each patch is labelled (N,), in [0, 1]: the mean of its label (N, n, *S)."""
+    return label.detach().flatten(1).float().mean(dim=1)
+
+
 class SizeBaseline(nn.Module):
     """Running mean per-patch loss by labelled share; :meth:`residual` gives ``L − b(s)``.
 

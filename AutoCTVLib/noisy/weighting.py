@@ -35,7 +35,7 @@ from torch import nn
 
 from AutoCTVLib.noisy.ocm import DEFAULT_OCM_LAMBDA, batch_weights, check_ocm_lambda
 from AutoCTVLib.noisy.qam import DEFAULT_QAM_CHANNELS, QualityNetwork, build_quality_network
-from AutoCTVLib.noisy.size_baseline import QUALITY_SIGNALS, SizeBaseline
+from AutoCTVLib.noisy.size_baseline import QUALITY_SIGNALS, SizeBaseline, label_shares
 
 WEIGHTING_NAMES = ("none", "qam", "qam_ocm")
 
@@ -161,7 +161,6 @@ class QualityWeighting(LossWeighting):
         self.quality_network = quality_network
         self.ocm_lambda = None if ocm_lambda is None else check_ocm_lambda(ocm_lambda)
         self.labelled_only = bool(labelled_only)
-        self.signal = signal
         self.size_baseline = SizeBaseline() if signal == "size_adjusted_loss" else None
         self.name = "qam" if ocm_lambda is None else "qam_ocm"
 
@@ -203,8 +202,7 @@ class QualityWeighting(LossWeighting):
         """What Φ's weights are judged by (N,), detached: the loss or its size residual."""
         if self.size_baseline is None:
             return torch.where(used, losses.detach(), torch.zeros_like(losses))
-        share = (label.detach().flatten(1) > 0.5).float().mean(dim=1)
-        return self.size_baseline.residual(losses, share, used, update=self.training)
+        return self.size_baseline.residual(losses, label_shares(label), used, update=self.training)
 
 
 def build_loss_weighting(

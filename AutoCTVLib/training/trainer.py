@@ -52,6 +52,7 @@ from torch import nn
 from AutoCTVLib.device import native_bf16
 from AutoCTVLib.errors import CancelledError, InputError
 from AutoCTVLib.metrics import segmentation_metrics, summarize
+from AutoCTVLib.noisy.size_baseline import label_shares
 from AutoCTVLib.noisy.weighting import LossWeighting, build_loss_weighting
 from AutoCTVLib.training.callbacks import Callback
 from AutoCTVLib.training.checkpoint import (
@@ -430,7 +431,7 @@ class Trainer:
         self.last_sample_weights = [float(w) for w in result.weights.cpu()]
         self.last_sample_losses = [float(v) for v in per_sample.detach().cpu()]
         # how much of each patch is labelled: a diagnostic of what the quality network keys on
-        self.last_label_shares = [float(v) for v in label.flatten(1).mean(dim=1).cpu()]
+        self.last_label_shares = [float(v) for v in label_shares(label).cpu()]
         return result.loss
 
     def _average_quality_gradients(self) -> None:
