@@ -90,3 +90,16 @@ def test_the_locator_probability_row_differs_from_its_baseline_in_that_switch_on
     # the bf16 baseline is the committed from-scratch job in bf16 and channels-last
     scratch = load_train_config(configs / "ctv_segmenter.json")
     assert baseline.replace(mixed_precision=scratch.mixed_precision, channels_last=False) == scratch
+
+
+def test_the_width_rows_differ_from_the_baseline_in_the_channels_only() -> None:
+    configs = REPOSITORY / "benchmarks" / "configs"
+    baseline = load_train_config(configs / "ctv_segmenter_bf16.json")
+    widths = {
+        "half_width": [8, 16, 32, 64, 128],
+        "narrow_level0": [8, 32, 64, 96, 128],
+    }
+    for name, channels in widths.items():
+        row = load_train_config(configs / f"ctv_segmenter_bf16_{name}.json")
+        assert row.network == {**baseline.network, "channels": channels}
+        assert row.replace(network=baseline.network) == baseline
