@@ -103,3 +103,12 @@ def test_the_width_rows_differ_from_the_baseline_in_the_channels_only() -> None:
         row = load_train_config(configs / f"ctv_segmenter_bf16_{name}.json")
         assert row.network == {**baseline.network, "channels": channels}
         assert row.replace(network=baseline.network) == baseline
+
+
+def test_the_peer_runs_configuration_joins_the_two_winning_switches_only() -> None:
+    configs = REPOSITORY / "benchmarks" / "configs"
+    narrow = load_train_config(configs / "ctv_segmenter_bf16_narrow_level0.json")
+    no_rotation = load_train_config(configs / "ctv_segmenter_bf16_no_rotation.json")
+    joined = load_train_config(configs / "ctv_segmenter_bf16_narrow_level0_no_rotation.json")
+    assert joined == narrow.replace(augmentation=no_rotation.augmentation)
+    assert joined == no_rotation.replace(network=narrow.network)
