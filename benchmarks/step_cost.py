@@ -1,7 +1,8 @@
 """What one training step of the segmenter costs, per network, on this machine.
 
 For each configuration file (and MONAI's tutorial UNet of ``peers_monai.py`` when MONAI is
-installed): one optimiser step of the network alone on a batch of the configuration's patches
+installed, in float32 as the peer benchmark trains it and, for comparison, in bf16 autocast as
+AutoCTV's rows): one optimiser step of the network alone on a batch of the configuration's patches
 (random CT values, a random binary label; (N, 1, z, y, x) = (batch, 1, *patch_size_zyx)),
 forward under the configuration's mixed precision (bf16 autocast where it asks for it and the CPU
 has it), the configuration's loss (BCE + Dice; MONAI's ``DiceCELoss`` for MONAI), backward and
@@ -42,6 +43,11 @@ from AutoCTVLib.training.trainer import autocast_dtype, make_loss_fn
 
 BENCHMARKS = Path(__file__).resolve().parent
 Step = Callable[[], None]
+#: MONAI's rows: name -> bf16 autocast (the peer benchmark trains MONAI in float32)
+MONAI_ROWS = {
+    "MONAI UNet, float32 (as peers_monai.py trains it)": False,
+    "MONAI UNet, bf16 (not used by the peer benchmark)": True,
+}
 
 
 def autoctv_step(config: TrainConfig, seed: int) -> tuple[Step, nn.Module]:
@@ -68,23 +74,27 @@ def autoctv_step(config: TrainConfig, seed: int) -> tuple[Step, nn.Module]:
     return step, network
 
 
-def monai_step(batch: int, patch_zyx: tuple[int, int, int], seed: int) -> tuple[Step, nn.Module]:
-    """One step of MONAI's tutorial UNet (``peers_monai.network``), bf16 as AutoCTV's row."""
+def monai_step(
+    batch: int, patch_zyx: tuple[int, ...], seed: int, bf16: bool
+) -> tuple[Step, nn.Module]:
+    """One step of MONAI's tutorial UNet (``peers_monai.network``): float32 in the default
+    layout as ``peers_monai.train`` runs it, or (``bf16``) bf16 autocast and channels-last."""
     from monai.losses import DiceCELoss
     from peers_monai import network as monai_network
 
     torch.manual_seed(seed)
-    network = monai_network().to(memory_format=torch.channels_last_3d).train()
+    layout = torch.channels_last_3d if bf16 else torch.contiguous_format
+    network = monai_network().to(memory_format=layout).train()
     shape = (batch, 1, *patch_zyx)
     generator = torch.Generator().manual_seed(seed)
-    image = torch.rand(shape, generator=generator).contiguous(memory_format=torch.channels_last_3d)
+    image = torch.rand(shape, generator=generator).contiguous(memory_format=layout)
     label = (torch.rand(shape, generator=generator) > 0.5).long()
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = network(image)
         loss_fn(logits.float(), label).backward()
         optimizer.step()
@@ -121,8 +131,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     steps: dict[str, Step] = {}
     described: dict[str, dict[str, Any]] = {}
-    for path in args.configs:
-        config = load_train_config(path)
+    configs = {path: load_train_config(path) for path in args.configs}
+    for path, config in configs.items():
         network = config.network_config()
         steps[path.name], module = autoctv_step(config, seed=0)
         described[path.name] = {
@@ -132,7 +142,7 @@ def main() -> None:
             "batch": config.batch_size,
             "patch_zyx": list(config.patch_size_zyx or ()),
         }
-    first = load_train_config(args.configs[0])
+    first = configs[args.configs[0]]
     if not args.no_monai:
         try:
             import monai  # noqa: F401
@@ -140,18 +150,15 @@ def main() -> None:
             print("MONAI is not installed: its row is left out (pip install -e .[peers])")
         else:
             patch = tuple(first.patch_size_zyx or ())
-            steps["MONAI UNet (peers_monai.py)"], module = monai_step(
-                first.batch_size,
-                patch,
-                seed=0,  # type: ignore[arg-type]
-            )
-            described["MONAI UNet (peers_monai.py)"] = {
-                "channels": [16, 32, 64, 128, 256],
-                "parameters": parameter_count(module),
-                "mixed_precision": "bf16",
-                "batch": first.batch_size,
-                "patch_zyx": list(patch),
-            }
+            for name, bf16 in MONAI_ROWS.items():
+                steps[name], module = monai_step(first.batch_size, patch, seed=0, bf16=bf16)
+                described[name] = {
+                    "channels": [16, 32, 64, 128, 256],
+                    "parameters": parameter_count(module),
+                    "mixed_precision": "bf16" if bf16 else "off",
+                    "batch": first.batch_size,
+                    "patch_zyx": list(patch),
+                }
     seconds = measure(steps, args.rounds)
     reference = median(seconds[next(iter(steps))])
     rows = []
@@ -179,7 +186,8 @@ def main() -> None:
         [
             f"One optimiser step of the network alone (forward, loss, backward, Adam) on a batch "
             f"of {first.batch_size} patches of {patch_text} voxels (z × y × x), bf16 autocast "
-            f"and channels-last as the configurations ask, {args.threads} torch threads; the "
+            f"and channels-last as the configurations ask (MONAI: as its row says; the peer "
+            f"benchmark trains it in float32), {args.threads} torch threads; the "
             f"networks take turns for {args.rounds} rounds after a warm-up round and the median "
             "is given. Data loading and augmentation are not included. Relative: to the first row."
         ],
