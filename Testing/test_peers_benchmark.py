@@ -22,8 +22,10 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 from peers_budget import TimeBudget, measured_run  # noqa: E402
+from peers_case import METHODS  # noqa: E402
+from peers_monai import MONAI_PRECISION, _autocast  # noqa: E402
 from peers_nnunet import dataset_name, export_raw_dataset, write_split  # noqa: E402
-from peers_report import box_plot, summary_rows, write_report  # noqa: E402
+from peers_report import METHOD_LABELS, box_plot, summary_rows, write_report  # noqa: E402
 
 from AutoCTVLib.volume import Geometry, Volume  # noqa: E402
 
@@ -151,6 +153,21 @@ def _rows() -> list[dict[str, object]]:
     return rows
 
 
+def test_every_method_is_named_and_monai_runs_in_both_precisions() -> None:
+    assert set(METHODS) == set(METHOD_LABELS)
+    assert MONAI_PRECISION == {"monai": "float32", "monai_bf16": "bf16"}
+    import torch
+
+    convolution = torch.nn.Conv3d(1, 2, 3)
+    image = torch.rand(1, 1, 5, 5, 5)
+    with _autocast("cpu", "bf16"):
+        assert convolution(image).dtype == torch.bfloat16
+    with _autocast("cpu", "float32"):
+        assert convolution(image).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision must be one of"):
+        _autocast("cpu", "fp16")
+
+
 def test_summary_rows_per_method_and_variant() -> None:
     table = summary_rows(_rows(), ["autoctv", "monai", "nnunet"])
     assert [row[:3] for row in table] == [
@@ -229,7 +246,7 @@ def test_whole_benchmark_with_tiny_budgets(tmp_path: Path) -> None:
         "--cases",
         "6",
         "--size",
-        "96,96,32",
+        "128,128,40",
         "--autoctv-patch",
         "32,64,64",
         "--test-cases",
@@ -238,12 +255,16 @@ def test_whole_benchmark_with_tiny_budgets(tmp_path: Path) -> None:
         "0",
         "--nnunet-id",
         "732",
+        "--methods",
+        "autoctv,monai,monai_bf16,nnunet",
         "--out",
         str(out),
     ]
     subprocess.run(command, check=True, timeout=1500)
     data = json.loads(out.with_suffix(".json").read_text())
-    assert {row["method"] for row in data["per_case"]} == {"autoctv", "monai", "nnunet"}
+    assert {row["method"] for row in data["per_case"]} == set(METHODS)
+    assert data["trainings"]["monai_bf16"]["precision"] == "bf16"
+    assert data["trainings"]["monai"]["precision"] == "float32"
     for row in data["per_case"]:
         assert 0.0 <= row["dice"] <= 1.0 and row["peak_rss_mib"] > 0
     for record in data["trainings"].values():

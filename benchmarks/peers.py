@@ -14,7 +14,9 @@
    * AutoCTV: ``train_segmenter.py`` (the code path of ``autoctv train --config`` with the
      committed ``configs/ctv_segmenter.json``; the locator is the bundled 6 mm model, as in the
      shipped cascade) with ``--max-train-seconds``;
-   * MONAI: ``peers_monai.py train`` (UNet, MONAI's standard transforms);
+   * MONAI: ``peers_monai.py train`` (UNet, MONAI's standard transforms; method ``monai`` in
+     float32 as MONAI's tutorials train, ``monai_bf16`` in bf16 autocast as AutoCTV's bf16
+     configurations train);
    * nnU-Net v2: ``nnUNetv2_plan_and_preprocess -c 3d_fullres``, then ``peers_nnunet.py
      train`` (nnU-Net's trainer with a budget).
 
@@ -50,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from heldout_phantoms import held_out_cases, variant_seeds
 from peers_budget import measured_run
+from peers_monai import MONAI_PRECISION
 from peers_report import METHOD_LABELS, box_plot, write_report
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -227,7 +230,7 @@ def train_all(args: argparse.Namespace, data: dict[str, Any], device: str) -> di
                 "best_validation_dice": result["best_validation_dice"],
                 "model": str(work / "autoctv" / "run" / "model.json"),
             }
-        elif method == "monai":
+        elif method in MONAI_PRECISION:
             command = [
                 _python(),
                 str(BENCHMARKS / "peers_monai.py"),
@@ -241,18 +244,21 @@ def train_all(args: argparse.Namespace, data: dict[str, Any], device: str) -> di
                 "--workers",
                 str(args.workers),
                 "--out",
-                str(work / "monai"),
+                str(work / method),
+                "--precision",
+                MONAI_PRECISION[method],
             ]
-            process = measured_run(command, work / "logs" / "train_monai.log", env=env)
-            result = json.loads((work / "monai" / "record.json").read_text())
+            process = measured_run(command, work / "logs" / f"train_{method}.log", env=env)
+            result = json.loads((work / method / "record.json").read_text())
             record = {
                 "budget_s": args.budget_s,
                 "iterations": result["iterations"],
                 "loop_wall_s": result["loop_wall_s"],
                 "before_loop": f"CacheDataset of the pre-transforms ({result['cache_s']:.0f} s)",
+                "precision": result["precision"],
                 "loss_first_10_mean": result["loss_first_10_mean"],
                 "loss_last_10_mean": result["loss_last_10_mean"],
-                "model": str(work / "monai" / "model.pt"),
+                "model": str(work / method / "model.pt"),
             }
         else:
             preprocess = nnunet_plan_and_preprocess(

@@ -7,7 +7,8 @@ the CT and all of the method's own pre- and post-processing included). The paren
 process's wall time, CPU time and peak RSS with ``os.wait4``.
 
 Methods: ``autoctv`` (``Predictor.from_file`` on the cascade's model file, default
-post-processing), ``monai`` (``peers_monai``), ``nnunet`` (``peers_nnunet``).
+post-processing), ``monai`` and ``monai_bf16`` (``peers_monai``; both predict in float32),
+``nnunet`` (``peers_nnunet``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-METHODS = ("autoctv", "monai", "nnunet")
+from peers_monai import MONAI_PRECISION
+
+METHODS = ("autoctv", *MONAI_PRECISION, "nnunet")
 
 
 def main() -> None:
@@ -52,7 +55,7 @@ def main() -> None:
         loaded = time.perf_counter()
         ct = read_ct(args.ct).volume
         label = (predictor.predict(ct).label.array > 0).astype(np.uint8)
-    elif args.method == "monai":
+    elif args.method in MONAI_PRECISION:
         import peers_monai
 
         model = peers_monai.load_model(args.model, args.device)

@@ -22,7 +22,9 @@ the grid and window AutoCTV's segmenter uses (so both see the same voxels):
   argmax.
 
 ``python peers_monai.py train`` trains for a wall-clock budget (:class:`peers_budget.TimeBudget`)
-and saves the weights.
+and saves the weights. ``--precision bf16`` trains with the network's forward pass under bf16
+autocast and the loss in float32, as AutoCTV's bf16 configurations do; the default is float32,
+as MONAI's tutorials train. Inference is float32 either way (as AutoCTV's plain prediction).
 """
 
 from __future__ import annotations
@@ -44,6 +46,19 @@ SPACING_XYZ_MM = (2.0, 2.0, 3.0)
 HU_WINDOW = (-300.0, 600.0)
 ROI_XYZ = (96, 96, 64)
 LR = 1e-3
+PRECISIONS = ("float32", "bf16")
+#: The peer benchmark's MONAI methods and the precision each trains in.
+MONAI_PRECISION = {"monai": "float32", "monai_bf16": "bf16"}
+
+
+def _autocast(device: str, precision: str) -> Any:
+    """bf16 autocast on ``device`` for ``precision == "bf16"``, else a no-op context."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def network() -> Any:
@@ -134,8 +149,18 @@ def train_transforms() -> Any:
     )
 
 
-def train(data_list: Path, budget_s: float, device: str, out: Path, workers: int) -> dict[str, Any]:
-    """Train for ``budget_s`` wall seconds; writes ``out/model.pt`` and ``out/record.json``."""
+def train(
+    data_list: Path,
+    budget_s: float,
+    device: str,
+    out: Path,
+    workers: int,
+    precision: str = "float32",
+) -> dict[str, Any]:
+    """Train for ``budget_s`` wall seconds; writes ``out/model.pt`` and ``out/record.json``.
+
+    ``precision``: ``"float32"`` or ``"bf16"`` (the forward pass under bf16 autocast).
+    """
     import torch
     from monai.data import CacheDataset, DataLoader, Dataset, list_data_collate
     from monai.losses import DiceCELoss
@@ -166,7 +191,9 @@ def train(data_list: Path, budget_s: float, device: str, out: Path, workers: int
         for batch in loader:
             image, label = batch["image"].to(device), batch["label"].to(device)
             optimizer.zero_grad()
-            loss = loss_function(model(image), label)
+            with _autocast(device, precision):
+                logits = model(image)
+            loss = loss_function(logits.float(), label)
             loss.backward()
             optimizer.step()
             losses.append(float(loss.item()))
@@ -178,6 +205,7 @@ def train(data_list: Path, budget_s: float, device: str, out: Path, workers: int
     record = {
         "method": "MONAI UNet",
         "device": device,
+        "precision": precision,
         "cases": len(files),
         "cache_s": cache_s,
         "process_wall_s": time.perf_counter() - started,
@@ -200,7 +228,7 @@ def load_model(model_path: Path, device: str) -> Any:
 
 
 def predict_case(model: Any, ct_path: Path, device: str) -> np.ndarray:
-    """The CTV label (uint8, (z, y, x), the CT file's own grid) of one CT file."""
+    """The CTV label (uint8, (z, y, x), the CT file's own grid) of one CT file (float32)."""
     import torch
     from monai.data import decollate_batch, list_data_collate
     from monai.inferers import sliding_window_inference
@@ -230,9 +258,12 @@ def main() -> None:
     training.add_argument("--device", default="cpu")
     training.add_argument("--workers", type=int, default=2)
     training.add_argument("--out", type=Path, required=True)
+    training.add_argument("--precision", choices=PRECISIONS, default="float32")
     args = parser.parse_args()
     if args.command == "train":
-        record = train(args.data_list, args.budget_s, args.device, args.out, args.workers)
+        record = train(
+            args.data_list, args.budget_s, args.device, args.out, args.workers, args.precision
+        )
         print(json.dumps(record))
 
 

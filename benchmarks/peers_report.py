@@ -24,6 +24,7 @@ from common import write_results
 METHOD_LABELS = {
     "autoctv": "AutoCTV cascade",
     "monai": "MONAI UNet",
+    "monai_bf16": "MONAI UNet, bf16 training",
     "nnunet": "nnU-Net v2 3d_fullres",
 }
 VARIANT_LABELS = {
